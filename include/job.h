@@ -1,0 +1,103 @@
+/*
+ * Flash jobs: one worker thread per port writes the shared, immutable image
+ * set and publishes a progress snapshot under a per-job mutex, waking the
+ * consumer (command line or TUI) through a coalescing eventfd.  Nothing here
+ * prints: the consumer decides what to show.
+ */
+#ifndef ESPF_JOB_H
+#define ESPF_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loader.h"
+
+struct image_set;
+struct xport;
+struct job;
+
+enum job_state {
+	JOB_ST_QUEUED,		/* created, worker not started */
+	JOB_ST_RUNNING,
+	JOB_ST_VERIFIED,	/* every region written and its MD5 matched */
+	JOB_ST_FAILED,
+	JOB_ST_CANCELLED,
+	JOB_ST__MAX
+};
+
+enum job_phase {
+	JOB_PH_WAITING,
+	JOB_PH_OPENING,
+	JOB_PH_CONNECTING,
+	JOB_PH_IDENTIFYING,
+	JOB_PH_CONFIGURING,
+	JOB_PH_ERASING,
+	JOB_PH_WRITING,
+	JOB_PH_VERIFYING,
+	JOB_PH_RESETTING,
+	JOB_PH_DONE,
+	JOB_PH__MAX
+};
+
+/* What a consumer may read about a job: a consistent copy. */
+struct job_progress {
+	enum job_state	 state;
+	enum job_phase	 phase;		/* last phase reached */
+	uint64_t	 bytes_done;	/* flash bytes written, all regions */
+	uint64_t	 bytes_total;
+	uint32_t	 addr;		/* flash address being written */
+	unsigned	 region;	/* 0-based index being worked on */
+	unsigned	 nregions;
+	char		 chip[32];	/* "ESP32-S2FNR2", "" until known */
+	uint8_t		 mac[6];
+	int		 have_mac;
+	int		 usb_otg;
+	uint32_t	 flash_size;	/* bytes, 0 unknown */
+	double		 rate;		/* flash bytes/s while writing */
+	int		 error;		/* -errno when FAILED/CANCELLED */
+	char		 errmsg[320];	/* why it failed, in words */
+	char		 note[160];	/* a warning that did not fail it */
+	uint64_t	 t_start;	/* ms, CLOCK_MONOTONIC; 0 not yet */
+	uint64_t	 t_end;
+	unsigned	 gen;		/* changes with every phase or state */
+};
+
+/* Open the transport another way (tests: an in-process emulator). */
+typedef int (*job_open_cb)(void *, struct xport *, const char *port,
+	    char **cause);
+
+struct job_params {
+	const struct image_set	*set;		/* shared, read-only */
+	unsigned		 baud;		/* 0: 115200 */
+	enum loader_after	 after;
+	int			 force;		/* write a wrong-chip image */
+	job_open_cb		 open_cb;	/* NULL: xport_open() */
+	void			*open_arg;
+};
+
+/* A non-blocking, close-on-exec eventfd for wake-ups; -errno on failure. */
+int		 job_wake_open(void);
+/* Consume pending wake-ups (they coalesce into one read). */
+void		 job_wake_drain(int);
+
+/* A queued job on port; wake_fd is the consumer's eventfd. */
+struct job	*job_new(const char *port, const struct job_params *,
+		     int wake_fd);
+/* Start the worker with every signal blocked; 0 or -errno. */
+int		 job_start(struct job *, char **cause);
+/* Ask the worker to stop; blocking I/O returns -ECANCELED at once. */
+void		 job_cancel(struct job *);
+/* Copy the progress snapshot. */
+void		 job_get(struct job *, struct job_progress *);
+/* True once the job reached VERIFIED, FAILED or CANCELLED. */
+int		 job_done(struct job *);
+/* Wait for the worker to end (no-op if never started). */
+void		 job_join(struct job *);
+/* Join and free. */
+void		 job_free(struct job *);
+const char	*job_port(const struct job *);
+
+const char	*job_state_name(enum job_state);
+const char	*job_phase_name(enum job_phase);
+
+#endif

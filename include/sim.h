@@ -1,0 +1,80 @@
+/*
+ * Serve N emulated units (emu.h) on pseudo-terminals from one thread with
+ * one poll loop: DIR/ttyK is a symlink to unit K's pty slave and
+ * DIR/flashK.bin is its whole flash, mapped shared so it is current as soon
+ * as a command is handled.  Used by espfleet-sim and, in-process, by
+ * espfleet --simulate.
+ */
+#ifndef ESPF_SIM_H
+#define ESPF_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chip.h"
+#include "emu.h"
+
+#define SIM_MAX_UNITS	256
+
+struct sim;
+
+struct sim_config {
+	unsigned		 units;		/* 1 .. SIM_MAX_UNITS */
+	const char		*dir;		/* created if missing */
+	enum chip_id		 chip;		/* CHIP_ESP32S2 or CHIP_ESP32 */
+	uint32_t		 flash_size;	/* 0 = 4 MiB */
+	enum emu_profile	 profile;
+	uint64_t		 seed;		/* MACs and fault choices */
+	const struct emu_fault	*faults;	/* unit -1 = every unit */
+	size_t			 nfaults;
+	int			 stats_stderr;	/* also print stats lines */
+};
+
+/* A consistent snapshot of one unit, readable from any thread. */
+struct sim_unit_stats {
+	struct emu_stats	 emu;
+	enum emu_state		 state;
+	enum emu_reason		 reason;
+	int			 gone;		/* pty closed (unplug fault) */
+};
+
+/*
+ * Create the ptys, symlinks and flash files of every unit.  NULL with
+ * *cause set (naming the path and what to do) on failure; nothing is left
+ * behind then.
+ */
+struct sim	*sim_new(const struct sim_config *, char **cause);
+/* Stop serving, remove the symlinks; the flash files stay. */
+void		 sim_free(struct sim *);
+
+unsigned	 sim_units(const struct sim *);
+/* "DIR/ttyK" and "DIR/flashK.bin" as built from the configured DIR. */
+const char	*sim_tty(const struct sim *, unsigned);
+const char	*sim_flash_path(const struct sim *, unsigned);
+void		 sim_mac(const struct sim *, unsigned, uint8_t mac[6]);
+/* The MAC of unit k for a seed (7c:df:a1 and 24 bits from seed + k). */
+void		 sim_mac_for(uint64_t seed, unsigned k, uint8_t mac[6]);
+
+/* Serve until sim_stop(): 0, or -errno if poll itself fails. */
+int		 sim_run(struct sim *);
+/* Make sim_run() return soon; async-signal-safe, any thread. */
+void		 sim_stop(struct sim *);
+/* Ask sim_run() to write DIR/stats; async-signal-safe, any thread. */
+void		 sim_request_stats(struct sim *);
+/* Run sim_run() in its own thread (all signals blocked there). */
+int		 sim_start(struct sim *, char **cause);
+/* Stop and join the thread of sim_start(); returns sim_run()'s result. */
+int		 sim_join(struct sim *);
+
+/* Snapshot of unit k (updated after every poll round). */
+void		 sim_unit_stats(struct sim *, unsigned,
+		    struct sim_unit_stats *);
+/*
+ * Write DIR/stats atomically, one line per unit:
+ * "unit K modeled_ms M stall_ms S commands C bytes_in I bytes_out O
+ * written W erased E unattached U state STATE reason REASON" (see
+ * espfleet-sim(1)).  0 or -errno.
+ */
+int		 sim_write_stats(struct sim *, char **cause);
+
+#endif

@@ -1,0 +1,464 @@
+/*
+ * Flash jobs: a worker thread per port runs open, sync, detect, configure,
+ * write and verify every region, and reset, publishing a progress snapshot
+ * under the job's mutex (held for a few stores, never across I/O) and
+ * poking the consumer's eventfd.  Cancellation is an eventfd the transport
+ * polls next to the port, so a blocked read returns at once.
+ */
+#include "config.h"
+
+#include <sys/eventfd.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chip.h"
+#include "image.h"
+#include "job.h"
+#include "loader.h"
+#include "transport.h"
+#include "util.h"
+
+struct job {
+	char			*port;
+	struct job_params	 params;
+	struct loader_region	*regions;	/* views into params.set */
+	size_t			 nregions;
+	int			 wake_fd;	/* the consumer's */
+	int			 cancel_fd;	/* ours */
+	atomic_int		 cancelled;
+	pthread_t		 thread;
+	int			 started;
+	int			 joined;
+
+	pthread_mutex_t		 mtx;		/* guards prog */
+	struct job_progress	 prog;
+
+	/* Worker-only bookkeeping. */
+	uint64_t		 region_base;	/* bytes of earlier regions */
+	uint64_t		 t_data;	/* when writing data began */
+	uint64_t		 data_base;	/* bytes done at t_data */
+};
+
+/* Open the consumer's wake-up eventfd. */
+int
+job_wake_open(void)
+{
+	int	fd;
+
+	if ((fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+		return (-errno);
+	return (fd);
+}
+
+/* Read the eventfd counter back to zero. */
+void
+job_wake_drain(int fd)
+{
+	uint64_t	n;
+
+	while (read(fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+		;
+}
+
+/* Poke the consumer; a full counter or EAGAIN still means "woken". */
+static void
+job_wake(struct job *j)
+{
+	uint64_t	one = 1;
+
+	if (j->wake_fd != -1)
+		(void)write(j->wake_fd, &one, sizeof(one));
+}
+
+/* Name of a state, for text and JSON. */
+const char *
+job_state_name(enum job_state st)
+{
+	static const char *const names[JOB_ST__MAX] = {
+		[JOB_ST_QUEUED] = "queued",
+		[JOB_ST_RUNNING] = "running",
+		[JOB_ST_VERIFIED] = "verified",
+		[JOB_ST_FAILED] = "failed",
+		[JOB_ST_CANCELLED] = "cancelled",
+	};
+
+	if ((unsigned)st >= JOB_ST__MAX)
+		return ("unknown");
+	return (names[st]);
+}
+
+/* Name of a phase, for text and JSON. */
+const char *
+job_phase_name(enum job_phase ph)
+{
+	static const char *const names[JOB_PH__MAX] = {
+		[JOB_PH_WAITING] = "waiting",
+		[JOB_PH_OPENING] = "opening",
+		[JOB_PH_CONNECTING] = "connecting",
+		[JOB_PH_IDENTIFYING] = "identifying",
+		[JOB_PH_CONFIGURING] = "configuring",
+		[JOB_PH_ERASING] = "erasing",
+		[JOB_PH_WRITING] = "writing",
+		[JOB_PH_VERIFYING] = "verifying",
+		[JOB_PH_RESETTING] = "resetting",
+		[JOB_PH_DONE] = "done",
+	};
+
+	if ((unsigned)ph >= JOB_PH__MAX)
+		return ("unknown");
+	return (names[ph]);
+}
+
+/* Create a queued job; the image set must outlive it. */
+struct job *
+job_new(const char *port, const struct job_params *params, int wake_fd)
+{
+	const struct image_set	*set = params->set;
+	struct job		*j;
+	size_t			 i;
+
+	j = xcalloc(1, sizeof(*j));
+	j->port = xstrdup(port);
+	j->params = *params;
+	j->wake_fd = wake_fd;
+	j->cancel_fd = -1;
+	atomic_init(&j->cancelled, 0);
+	pthread_mutex_init(&j->mtx, NULL);
+	j->nregions = set->nregions;
+	j->regions = xcalloc(set->nregions, sizeof(*j->regions));
+	for (i = 0; i < set->nregions; i++) {
+		j->regions[i].offset = set->regions[i].offset;
+		j->regions[i].data = set->regions[i].data;
+		j->regions[i].len = set->regions[i].len;
+		j->regions[i].zdata = set->regions[i].zdata;
+		j->regions[i].zlen = set->regions[i].zlen;
+		memcpy(j->regions[i].md5hex, set->regions[i].md5hex,
+		    sizeof(j->regions[i].md5hex));
+	}
+	j->prog.state = JOB_ST_QUEUED;
+	j->prog.phase = JOB_PH_WAITING;
+	j->prog.bytes_total = set->total_len;
+	j->prog.nregions = (unsigned)set->nregions;
+	return (j);
+}
+
+/* The port this job writes. */
+const char *
+job_port(const struct job *j)
+{
+	return (j->port);
+}
+
+/* Copy the snapshot under the lock. */
+void
+job_get(struct job *j, struct job_progress *out)
+{
+	pthread_mutex_lock(&j->mtx);
+	*out = j->prog;
+	pthread_mutex_unlock(&j->mtx);
+}
+
+/* Has the job reached an end state? */
+int
+job_done(struct job *j)
+{
+	int	done;
+
+	pthread_mutex_lock(&j->mtx);
+	done = j->prog.state == JOB_ST_VERIFIED ||
+	    j->prog.state == JOB_ST_FAILED ||
+	    j->prog.state == JOB_ST_CANCELLED;
+	pthread_mutex_unlock(&j->mtx);
+	return (done);
+}
+
+/* Enter a phase and tell the consumer. */
+static void
+job_phase(struct job *j, enum job_phase ph)
+{
+	pthread_mutex_lock(&j->mtx);
+	if (j->prog.phase != ph) {
+		j->prog.phase = ph;
+		j->prog.gen++;
+	}
+	pthread_mutex_unlock(&j->mtx);
+	job_wake(j);
+}
+
+/* Loader progress: flash bytes of the current region, as they land. */
+static void
+job_progress_cb(void *arg, enum loader_phase lph, uint32_t addr,
+    size_t done, size_t len)
+{
+	struct job	*j = arg;
+	enum job_phase	 ph;
+	uint64_t	 now, total;
+
+	ph = lph == LOADER_PH_ERASING ? JOB_PH_ERASING :
+	    lph == LOADER_PH_WRITING ? JOB_PH_WRITING : JOB_PH_VERIFYING;
+	now = util_now_ms();
+	total = j->region_base + done;
+	if (lph == LOADER_PH_ERASING && j->t_data == 0) {
+		/* The rate counts from the first erase: what a user waits. */
+		j->t_data = now;
+		j->data_base = total;
+	}
+	pthread_mutex_lock(&j->mtx);
+	if (j->prog.phase != ph)
+		j->prog.gen++;
+	j->prog.phase = ph;
+	j->prog.addr = addr;
+	j->prog.bytes_done = total;
+	if (lph == LOADER_PH_WRITING && now > j->t_data)
+		j->prog.rate = (double)(total - j->data_base) * 1000.0 /
+		    (double)(now - j->t_data);
+	pthread_mutex_unlock(&j->mtx);
+	(void)len;
+	job_wake(j);
+}
+
+/* Record the end state with a reason (NULL for success). */
+static void
+job_end(struct job *j, int error, const char *why)
+{
+	pthread_mutex_lock(&j->mtx);
+	if (error == 0) {
+		j->prog.state = JOB_ST_VERIFIED;
+		j->prog.phase = JOB_PH_DONE;
+	} else if (error == -ECANCELED || atomic_load(&j->cancelled))
+		j->prog.state = JOB_ST_CANCELLED;
+	else
+		j->prog.state = JOB_ST_FAILED;
+	j->prog.error = error;
+	if (why != NULL)
+		snprintf(j->prog.errmsg, sizeof(j->prog.errmsg), "%s", why);
+	j->prog.t_end = util_now_ms();
+	j->prog.gen++;
+	pthread_mutex_unlock(&j->mtx);
+	job_wake(j);
+}
+
+/* Publish what detection learned about the unit. */
+static void
+job_identity(struct job *j, const struct loader *l)
+{
+	pthread_mutex_lock(&j->mtx);
+	snprintf(j->prog.chip, sizeof(j->prog.chip), "%s", l->package);
+	memcpy(j->prog.mac, l->mac, sizeof(j->prog.mac));
+	j->prog.have_mac = l->have_mac;
+	j->prog.usb_otg = l->usb_otg;
+	j->prog.flash_size = l->flash_size;
+	pthread_mutex_unlock(&j->mtx);
+	job_wake(j);
+}
+
+/* Add a warning that does not fail the job. */
+static void
+job_note(struct job *j, const char *note)
+{
+	size_t	len;
+
+	pthread_mutex_lock(&j->mtx);
+	len = strlen(j->prog.note);
+	snprintf(j->prog.note + len, sizeof(j->prog.note) - len, "%s%s",
+	    len > 0 ? "; " : "", note);
+	pthread_mutex_unlock(&j->mtx);
+	job_wake(j);
+}
+
+/*
+ * Refuse a unit the image does not suit, before anything is erased: the
+ * wrong chip (unless forced) or a flash too small for the last region.
+ */
+static int
+job_check_unit(struct job *j, struct loader *l, char **cause)
+{
+	int	error;
+
+	if ((error = image_check_chip(j->params.set, l->chip,
+	    j->params.force, cause)) != 0)
+		return (error);
+	if (l->flash_size != 0 &&
+	    (error = image_check_flash(j->params.set, l->flash_size,
+	    cause)) != 0)
+		return (error);
+	return (0);
+}
+
+/* Everything one unit goes through, on the worker thread. */
+static void *
+job_main(void *arg)
+{
+	struct job	*j = arg;
+	struct xport	 xp;
+	struct loader	 l;
+	char		*cause = NULL, note[160];
+	size_t		 i;
+	int		 error;
+
+	pthread_mutex_lock(&j->mtx);
+	j->prog.state = JOB_ST_RUNNING;
+	j->prog.t_start = util_now_ms();
+	j->prog.gen++;
+	pthread_mutex_unlock(&j->mtx);
+
+	job_phase(j, JOB_PH_OPENING);
+	xport_init(&xp, j->cancel_fd);
+	if (j->params.open_cb != NULL)
+		error = j->params.open_cb(j->params.open_arg, &xp, j->port,
+		    &cause);
+	else
+		error = xport_open(&xp, j->port, &cause);
+	if (error != 0) {
+		job_end(j, error, cause != NULL ? cause : strerror(-error));
+		free(cause);
+		return (NULL);
+	}
+	loader_init(&l, &xp);
+	l.progress = job_progress_cb;
+	l.progress_arg = j;
+
+	job_phase(j, JOB_PH_CONNECTING);
+	if ((error = loader_connect(&l)) != 0)
+		goto fail;
+	job_phase(j, JOB_PH_IDENTIFYING);
+	error = loader_detect(&l);
+	job_identity(j, &l);
+	if (error != 0)
+		goto fail;
+	job_phase(j, JOB_PH_CONFIGURING);
+	if ((error = loader_attach(&l)) != 0)
+		goto fail;
+	job_identity(j, &l);
+	if ((error = job_check_unit(j, &l, &cause)) != 0) {
+		job_end(j, error, cause);
+		free(cause);
+		goto out;
+	}
+	if ((error = loader_set_baud(&l, j->params.baud)) != 0)
+		goto fail;
+
+	for (i = 0; i < j->nregions; i++) {
+		pthread_mutex_lock(&j->mtx);
+		j->prog.region = (unsigned)i;
+		pthread_mutex_unlock(&j->mtx);
+		if ((error = loader_write(&l, &j->regions[i])) != 0 ||
+		    (error = loader_verify(&l, &j->regions[i])) != 0)
+			goto fail;
+		j->region_base += j->regions[i].len;
+	}
+
+	if (l.retries > 0) {
+		snprintf(note, sizeof(note), "%u block%s had to be sent again "
+		    "(check the cable and hub)", l.retries,
+		    l.retries == 1 ? "" : "s");
+		job_note(j, note);
+	}
+	job_phase(j, JOB_PH_RESETTING);
+	/* Everything is written and verified: a failed reset is a note. */
+	error = loader_finish(&l, j->params.after);
+	if (error == -ECANCELED)
+		job_note(j, "cancelled before the reset: the unit is still in "
+		    "download mode");
+	else if (error != 0)
+		job_note(j, loader_cause(&l));
+	job_end(j, 0, NULL);
+	goto out;
+
+fail:
+	job_end(j, error, loader_cause(&l));
+out:
+	loader_free(&l);
+	xport_close(&xp);
+	return (NULL);
+}
+
+/* Create the cancel eventfd and the worker, which inherits no signals. */
+int
+job_start(struct job *j, char **cause)
+{
+	sigset_t	all, old;
+	int		error;
+
+	if (j->started)
+		return (0);
+	if (atomic_load(&j->cancelled))
+		return (-ECANCELED);
+	if ((j->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+		error = -errno;
+		*cause = xasprintf("%s: eventfd: %s", j->port, strerror(errno));
+		return (error);
+	}
+	/* Signals belong to the consumer's poll loop, never to workers. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	error = pthread_create(&j->thread, NULL, job_main, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (error != 0) {
+		*cause = xasprintf("%s: cannot start a worker: %s", j->port,
+		    strerror(error));
+		close(j->cancel_fd);
+		j->cancel_fd = -1;
+		return (-error);
+	}
+	j->started = 1;
+	return (0);
+}
+
+/*
+ * Stop the job: a running worker sees the eventfd in its next (or
+ * current) poll; a job that never started ends here as cancelled.
+ */
+void
+job_cancel(struct job *j)
+{
+	uint64_t	one = 1;
+
+	atomic_store(&j->cancelled, 1);
+	if (j->cancel_fd != -1)
+		(void)write(j->cancel_fd, &one, sizeof(one));
+	if (!j->started) {
+		pthread_mutex_lock(&j->mtx);
+		if (j->prog.state == JOB_ST_QUEUED) {
+			j->prog.state = JOB_ST_CANCELLED;
+			j->prog.error = -ECANCELED;
+			snprintf(j->prog.errmsg, sizeof(j->prog.errmsg),
+			    "cancelled before it started");
+			j->prog.gen++;
+		}
+		pthread_mutex_unlock(&j->mtx);
+		job_wake(j);
+	}
+}
+
+/* Wait for the worker thread to finish. */
+void
+job_join(struct job *j)
+{
+	if (j->started && !j->joined) {
+		pthread_join(j->thread, NULL);
+		j->joined = 1;
+	}
+}
+
+/* Join the worker and free the job. */
+void
+job_free(struct job *j)
+{
+	if (j == NULL)
+		return;
+	job_join(j);
+	if (j->cancel_fd != -1)
+		close(j->cancel_fd);
+	pthread_mutex_destroy(&j->mtx);
+	free(j->regions);
+	free(j->port);
+	free(j);
+}
