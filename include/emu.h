@@ -43,6 +43,9 @@ enum emu_reason {
 	EMU_RS_WDT_RESET,		/* RTC watchdog (PROTOCOL.md 5.5) */
 	EMU_RS_MEM_ENTRY,		/* MEM_END(0, entry) */
 	EMU_RS_UNPLUG,			/* --fault kind=unplug */
+	EMU_RS_HARD_RESET,		/* EN pin: RTS, RST button, power on */
+	EMU_RS_APP_RESTART,		/* the app restarted into download */
+	EMU_RS_SW_RESET,		/* FLASH_END(0), reenum fault */
 	EMU_RS__MAX
 };
 
@@ -54,6 +57,8 @@ enum emu_fault_kind {
 	EMU_FAULT_BITFLIP,		/* a bit flips in flash after a write */
 	EMU_FAULT_NOISE,		/* ROM boot text before a reply */
 	EMU_FAULT_UNPLUG,		/* the unit disappears */
+	EMU_FAULT_REENUM,		/* resets into a new download port */
+	EMU_FAULT_SLOW_FLASH,		/* flash program/erase factor x slower */
 	EMU_FAULT__MAX
 };
 
@@ -67,6 +72,19 @@ struct emu_fault {
 	uint32_t		 ms;	/* stall */
 	uint8_t			 code;	/* rom-error */
 	int			 dir_in; /* corrupt/unplug: count host bytes */
+	uint32_t		 factor; /* slow-flash */
+};
+
+/*
+ * What pulls the chip's EN and GPIO0 pins, and which reset tricks the app
+ * in flash honours (PROTOCOL.md 8.1, 8.2; espfleet-sim(1) BOARDS).
+ */
+enum emu_board {
+	EMU_BOARD_PLAIN = 0,		/* native USB, app ignores the lines */
+	EMU_BOARD_BRIDGE,		/* USB-UART bridge, DTR->IO0, RTS->EN */
+	EMU_BOARD_IDF_CDC,		/* native USB, ESP-IDF USB-CDC console */
+	EMU_BOARD_TINYUSB,		/* native USB, Arduino TinyUSB CDC */
+	EMU_BOARD__MAX
 };
 
 struct emu_config {
@@ -80,6 +98,12 @@ struct emu_config {
 	uint64_t		 seed;	/* picks bitflip positions */
 	const struct emu_fault	*faults; /* copied; unit is not looked at */
 	size_t			 nfaults;
+	/* Unit life (all 0: the download-mode-only model of before). */
+	int			 boot;	/* resets boot what is in flash */
+	int			 start_app; /* power on with GPIO0 high (boot) */
+	enum emu_board		 board;
+	int			 app_silent; /* the app prints nothing here */
+	int			 stub_model; /* known stub entries run a stub */
 };
 
 /* Counters a test or benchmark may read. */
@@ -133,7 +157,38 @@ uint32_t	 emu_baud(const struct emu *);
 uint32_t	 emu_jedec(const struct emu *);
 void		 emu_mac(const struct emu *, uint8_t mac[6]);
 
+/*
+ * Unit life (only with config.boot).  USB ids of the port the unit shows
+ * now: 303a:0002 in ROM download mode, 303a:80c2 for the app (a bridge
+ * board: 10c4:ea60 always); -ENODEV once unplugged.
+ */
+int		 emu_usb_id(const struct emu *, uint16_t *vid, uint16_t *pid);
+/*
+ * 1 while the flasher stub answers (PROTOCOL.md 9): with config.stub_model
+ * a MEM_END(0, entry) to a known stub entry (0x400288AC, 0x400290A4 on the
+ * S2) starts it; the state is then EMU_ST_RAM and the unit still listens.
+ */
+int		 emu_stub(const struct emu *);
+/* Changes whenever the port goes away and comes back (re-enumeration). */
+uint64_t	 emu_generation(const struct emu *);
+/* Hold BOOT, press and release RST: reset into download mode. */
+void		 emu_press_boot_rst(struct emu *, uint64_t now_us);
+/* Press and release RST alone: boot what is in flash (unless forced). */
+void		 emu_press_rst(struct emu *, uint64_t now_us);
+/* The host set the CDC line coding (TinyUSB apps: 1200 = to bootloader). */
+void		 emu_set_baud_host(struct emu *, uint32_t baud,
+		     uint64_t now_us);
+/* RTC_CNTL_OPTION1 FORCE_DOWNLOAD_BOOT (sticky across resets). */
+int		 emu_force_download(const struct emu *);
+/* The last line of the last boot ("" before any): banner or ROM error. */
+const char	*emu_boot_line(const struct emu *);
+/* 1 when the last boot from flash found a valid image, else 0. */
+int		 emu_boot_ok(const struct emu *);
+
 const char	*emu_state_name(enum emu_state);
+const char	*emu_board_name(enum emu_board);
+/* Parse a board name (plain, bridge, idf-cdc, tinyusb); -1 if unknown. */
+int		 emu_board_parse(const char *);
 const char	*emu_reason_name(enum emu_reason);
 const char	*emu_fault_kind_name(enum emu_fault_kind);
 const char	*emu_profile_name(enum emu_profile);

@@ -53,10 +53,21 @@ struct job_progress {
 	int		 have_mac;
 	int		 usb_otg;
 	uint32_t	 flash_size;	/* bytes, 0 unknown */
+	int		 rev_major;	/* chip revision, -1 unknown */
+	int		 rev_minor;
+	uint32_t	 flash_id;	/* JEDEC mfr|type<<8|cap<<16, 0 unknown */
+	unsigned	 crystal_mhz;	/* 0 unknown */
+	struct loader_security sec;	/* GET_SECURITY_INFO (sec.valid) */
+	char		 security[96];	/* the flags in words, "" unknown */
 	double		 rate;		/* flash bytes/s while writing */
 	int		 error;		/* -errno when FAILED/CANCELLED */
 	char		 errmsg[320];	/* why it failed, in words */
 	char		 note[160];	/* a warning that did not fail it */
+	enum loader_boot boot_result;	/* after the reboot; NONE: unchecked */
+	char		 boot[LOADER_BOOT_TEXT]; /* "booted: ESPHome 2023.6.3 ..." */
+	char		 how[64];	/* how download mode was reached */
+	int		 need_manual;	/* failed: "hold BOOT, press RST" */
+	int		 stub;		/* the flasher stub did the writing */
 	uint64_t	 t_start;	/* ms, CLOCK_MONOTONIC; 0 not yet */
 	uint64_t	 t_end;
 	unsigned	 gen;		/* changes with every phase or state */
@@ -71,8 +82,18 @@ struct job_params {
 	unsigned		 baud;		/* 0: 115200 */
 	enum loader_after	 after;
 	int			 force;		/* write a wrong-chip image */
-	job_open_cb		 open_cb;	/* NULL: xport_open() */
+	job_open_cb		 open_cb;	/* NULL: xport_open(); called again
+						   to reopen after a reset */
 	void			*open_arg;
+	int			 boot_ms;	/* listen after the reboot:
+						   0 5000 ms, < 0 no check */
+	enum loader_before	 before;	/* --before */
+	enum chip_usb_kind	 port_kind;	/* UNKNOWN: from the port */
+	loader_baud_cb		 baud_cb;	/* emulator: line coding */
+	void			*baud_arg;
+	const struct loader_stub *stub;		/* --stub: shared, read-only */
+	unsigned		 manual_ms;	/* nothing worked: wait this long
+						   for BOOT+RST by hand (0: fail) */
 };
 
 /* A non-blocking, close-on-exec eventfd for wake-ups; -errno on failure. */
@@ -96,6 +117,12 @@ void		 job_join(struct job *);
 /* Join and free. */
 void		 job_free(struct job *);
 const char	*job_port(const struct job *);
+
+/*
+ * ESP images in the set (bootloader, apps) without a secure boot v2
+ * signature block: a unit with secure boot refuses such a job.
+ */
+size_t		 job_unsigned_images(const struct image_set *);
 
 const char	*job_state_name(enum job_state);
 const char	*job_phase_name(enum job_phase);

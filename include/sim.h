@@ -28,6 +28,14 @@ struct sim_config {
 	const struct emu_fault	*faults;	/* unit -1 = every unit */
 	size_t			 nfaults;
 	int			 stats_stderr;	/* also print stats lines */
+	/* Unit life (emu_config.boot and friends; 0: download mode only). */
+	int			 boot;		/* resets boot from flash */
+	int			 start_app;	/* units power on into their app */
+	enum emu_board		 board;
+	int			 app_silent;
+	/* Per unit, overriding the two above: NULL, or units entries. */
+	const enum emu_board	*boards;
+	const int		*silent;
 };
 
 /* A consistent snapshot of one unit, readable from any thread. */
@@ -36,6 +44,12 @@ struct sim_unit_stats {
 	enum emu_state		 state;
 	enum emu_reason		 reason;
 	int			 gone;		/* pty closed (unplug fault) */
+	uint64_t		 generation;	/* new pty each re-enumeration */
+	uint16_t		 vid, pid;	/* what the port shows now */
+	int			 boot_ok;	/* last boot found a valid app */
+	int			 force_download; /* FORCE_DOWNLOAD_BOOT */
+	int			 stub;		/* the flasher stub answers */
+	char			 boot_line[160]; /* emu_boot_line(), raw */
 };
 
 /*
@@ -61,6 +75,12 @@ int		 sim_run(struct sim *);
 void		 sim_stop(struct sim *);
 /* Ask sim_run() to write DIR/stats; async-signal-safe, any thread. */
 void		 sim_request_stats(struct sim *);
+/*
+ * Press BOOT+RST (download mode) or RST alone on unit k; any thread and
+ * async-signal-safe: sim_run() applies it on its next round.
+ */
+void		 sim_press_boot_rst(struct sim *, unsigned);
+void		 sim_press_rst(struct sim *, unsigned);
 /* Run sim_run() in its own thread (all signals blocked there). */
 int		 sim_start(struct sim *, char **cause);
 /* Stop and join the thread of sim_start(); returns sim_run()'s result. */
@@ -72,7 +92,8 @@ void		 sim_unit_stats(struct sim *, unsigned,
 /*
  * Write DIR/stats atomically, one line per unit:
  * "unit K modeled_ms M stall_ms S commands C bytes_in I bytes_out O
- * written W erased E unattached U state STATE reason REASON" (see
+ * written W erased E unattached U generation G usb VVVV:PPPP state STATE
+ * reason REASON" (see
  * espfleet-sim(1)).  0 or -errno.
  */
 int		 sim_write_stats(struct sim *, char **cause);

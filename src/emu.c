@@ -14,6 +14,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -23,6 +25,7 @@
 #include "chip.h"
 #include "digest.h"
 #include "emu.h"
+#include "image.h"
 #include "proto.h"
 #include "slip.h"
 #include "util.h"
@@ -53,6 +56,33 @@
 #define EMU_MD5_NS_PER_BYTE	450	/* ROM software MD5 at 40 MHz */
 #define EMU_REBOOT_US		100000	/* software reset back to the ROM */
 #define EMU_RTC_SLOW_HZ		90000	/* S2 RTC slow clock (watchdog ticks) */
+#define EMU_BOOT_US		312000	/* reset to app banner ("I (312)") */
+#define EMU_IDF_RESTART_US	50000	/* IDF usb_console defers 50 ms */
+#define EMU_EN_RC_US		1000	/* EN RC: strap sampled 1 ms later */
+#define EMU_STUB_START_US	10000	/* stub init until OHAI */
+#define EMU_STUB_MD5_NS_PER_BYTE 150	/* ROM MD5 at the stub's 240 MHz */
+
+/* Stub error codes (PROTOCOL.md 1.5): first status byte, second 0. */
+#define EMU_STUB_E_BAD_LEN	0xC0
+#define EMU_STUB_E_CHECKSUM	0xC1
+#define EMU_STUB_E_BLOCKSIZE	0xC2
+#define EMU_STUB_E_SPI		0xC4
+#define EMU_STUB_E_NOT_FLASHING	0xC6
+#define EMU_STUB_E_INFLATE	0xC7
+#define EMU_STUB_E_NOT_ENOUGH	0xC8
+#define EMU_STUB_E_TOO_MUCH	0xC9
+#define EMU_STUB_E_NOT_IMPL	0xFF
+
+/* USB ids (PROTOCOL.md 8.3). */
+#define EMU_VID_ESPRESSIF	0x303a
+#define EMU_PID_ROM		0x0002	/* S2 ROM download mode */
+#define EMU_PID_APP		0x80c2	/* Lolin S2 mini Arduino app */
+#define EMU_VID_SILABS		0x10c4
+#define EMU_PID_CP2102		0xea60
+
+/* Strap bit 3: GPIO0 level at the last reset (PROTOCOL.md 5.5). */
+#define EMU_STRAP_GPIO0		0x08
+#define EMU_BOOTLOADER_OFF	0x1000u
 
 #define EMU_DEFAULT_FLASH	(4u * 1024 * 1024)
 #define EMU_DEFAULT_BAUD	115200
@@ -213,6 +243,32 @@ struct emu {
 	uint32_t		 baud, baud0;
 	int			 dtr, rts;
 
+	/* Unit life (config.boot). */
+	int			 boot_model;
+	enum emu_board		 board;
+	int			 app_silent;
+	uint64_t		 gen;		/* re-enumerations */
+	int			 force_dl;	/* RTC_CNTL_OPTION1 bit 0 */
+	uint32_t		 strap;		/* GPIO_STRAP_REG */
+	int			 en_low;	/* bridge: EN held low */
+	uint64_t		 en_sample;	/* bridge: strap sample due */
+	uint64_t		 restart_due;	/* app restart pending */
+	int			 restart_dl;	/* ... into download mode */
+	int			 tusb;		/* TinyUSB line-state step */
+	int			 boot_ok;
+	char			 boot_line[160];
+	uint32_t		 slow;		/* slow-flash factor, 1 none */
+
+	/* Flasher stub (PROTOCOL.md 9). */
+	int			 stub_model;	/* config.stub_model */
+	int			 stub;		/* the stub answers */
+	uint8_t			 stub_err;	/* latched write error */
+	uint32_t		 fl_erased;	/* lazy erase: done below */
+	int			 rd_active;	/* READ_FLASH streaming */
+	uint32_t		 rd_off, rd_len, rd_psize, rd_inflight;
+	uint32_t		 rd_sent, rd_acked;
+	uint8_t			*rd_buf;
+
 	/* Registers. */
 	struct emu_reg		 regs[EMU_NREGS];
 	size_t			 nregs;
@@ -241,11 +297,15 @@ static const char *emu_state_names[EMU_ST__MAX] = {
 	"download", "app", "ram", "unplugged"
 };
 static const char *emu_reason_names[EMU_RS__MAX] = {
-	"none", "run-user-code", "watchdog-reset", "mem-entry", "unplug"
+	"none", "run-user-code", "watchdog-reset", "mem-entry", "unplug",
+	"hard-reset", "app-restart", "soft-reset"
 };
 static const char *emu_fault_names[EMU_FAULT__MAX] = {
 	"drop-reply", "corrupt", "stall", "rom-error", "bitflip", "noise",
-	"unplug"
+	"unplug", "reenum", "slow-flash"
+};
+static const char *emu_board_names[EMU_BOARD__MAX] = {
+	"plain", "bridge", "idf-cdc", "tinyusb"
 };
 static const char *emu_profile_names[EMU_PROFILE__MAX] = {
 	"fast", "realistic"
@@ -384,7 +444,8 @@ emu_reply(struct emu *e, uint8_t op, uint32_t value, const uint8_t *data,
 	uint64_t		 stall = 0;
 
 	n = proto_build_resp(raw, sizeof(raw), op, value, data, len,
-	    e->chip->rom_status_len, status, error);
+	    e->stub ? PROTO_STUB_STATUS_LEN : e->chip->rom_status_len, status,
+	    error);
 	w = slip_encode(wire, sizeof(wire), raw, n);
 	if (n == 0 || w == 0)
 		return;		/* cannot happen: payloads are bounded */
@@ -424,11 +485,43 @@ emu_ok(struct emu *e, uint8_t op, const uint8_t *data, size_t len)
 	emu_reply(e, op, e->last_value, data, len, 0, 0);
 }
 
-/* Failure reply: status 1 and a ROM error code. */
+/* A stub's error code for what the ROM would call error. */
+static uint8_t
+emu_stub_code(uint8_t error)
+{
+	switch (error) {
+	case PROTO_E_CRC:
+		return (EMU_STUB_E_CHECKSUM);
+	case PROTO_E_PARAM:
+		return (EMU_STUB_E_BLOCKSIZE);
+	case PROTO_E_FAILED:
+		return (EMU_STUB_E_NOT_FLASHING);
+	case PROTO_E_FLASH_WRITE:
+	case PROTO_E_FLASH_READ:
+		return (EMU_STUB_E_SPI);
+	case PROTO_E_DEFLATE:
+	case PROTO_E_ADLER:
+		return (EMU_STUB_E_INFLATE);
+	default:
+		return (EMU_STUB_E_BAD_LEN);
+	}
+}
+
+/* Failure reply with exactly this code: ROM [1, code], stub [code, 0]. */
+static void
+emu_fail_raw(struct emu *e, uint8_t op, uint8_t code)
+{
+	if (e->stub)
+		emu_reply(e, op, e->last_value, NULL, 0, code, 0);
+	else
+		emu_reply(e, op, e->last_value, NULL, 0, 1, code);
+}
+
+/* Failure reply: status 1 and a ROM error code (the stub's equivalent). */
 static void
 emu_fail(struct emu *e, uint8_t op, uint8_t error)
 {
-	emu_reply(e, op, e->last_value, NULL, 0, 1, error);
+	emu_fail_raw(e, op, e->stub ? emu_stub_code(error) : error);
 }
 
 /* ------------------------------------------------------------------ */
@@ -446,6 +539,28 @@ emu_size_code(uint32_t size)
 	return (code);
 }
 
+/*
+ * A slow-flash fault: the flash takes factor times its typical time, in
+ * either profile; the extra time counts as stall, not modelled time.
+ */
+static void
+emu_slow(struct emu *e, uint64_t typ_us)
+{
+	uint64_t	extra;
+
+	if (e->slow <= 1)
+		return;
+	extra = typ_us * (e->slow - 1);
+	e->t += extra;
+	e->stall_cmd += extra;
+}
+
+static void	emu_stub_erase_to(struct emu *, uint32_t);
+static void	emu_stub_start(struct emu *);
+static int	emu_stub_entry(const struct emu *, uint32_t);
+static void	emu_stub_dispatch(struct emu *, const struct proto_req *);
+static void	emu_stub_read_ack(struct emu *, const uint8_t *, size_t);
+
 /* Program like NOR: bits only go from 1 to 0.  -1 past the chip size. */
 static int
 emu_program(struct emu *e, uint32_t addr, const uint8_t *p, size_t len)
@@ -457,6 +572,7 @@ emu_program(struct emu *e, uint32_t addr, const uint8_t *p, size_t len)
 	for (i = 0; i < len; i++)
 		e->flash[(addr + i) & e->flash_mask] &= p[i];
 	e->t += emu_cost_us(e, EMU_PROG_NS_PER_BYTE, len);
+	emu_slow(e, ((uint64_t)EMU_PROG_NS_PER_BYTE * len + 999) / 1000);
 	e->st.flash_written += len;
 	return (0);
 }
@@ -465,12 +581,18 @@ emu_program(struct emu *e, uint32_t addr, const uint8_t *p, size_t len)
 static void
 emu_erase_span(struct emu *e, uint32_t addr, uint32_t size)
 {
-	uint32_t	i;
+	uint32_t	i, a = addr & e->flash_mask;
 
-	for (i = 0; i < size; i++)
-		e->flash[(addr + i) & e->flash_mask] = 0xff;
+	if ((uint64_t)a + size <= e->flash_size)
+		memset(e->flash + a, 0xff, size);	/* the usual case */
+	else {
+		for (i = 0; i < size; i++)
+			e->flash[(addr + i) & e->flash_mask] = 0xff;
+	}
 	e->st.flash_erased += size;
 	e->t += emu_fixed_us(e, size == EMU_BLOCK ? EMU_BLOCK_ERASE_US :
+	    EMU_SECTOR_ERASE_US);
+	emu_slow(e, size == EMU_BLOCK ? EMU_BLOCK_ERASE_US :
 	    EMU_SECTOR_ERASE_US);
 }
 
@@ -616,6 +738,8 @@ emu_reg_read(const struct emu *e, uint32_t addr)
 
 	if (emu_spi_w(e, addr, &w))
 		return (e->spi_w[w]);
+	if (c->id == CHIP_ESP32S2 && addr == EMU_S2_OPTION1)
+		return ((uint32_t)e->force_dl);	/* FORCE_DOWNLOAD_BOOT */
 	if (!emu_reg_readonly(e, addr) && (i = emu_reg_find(e, addr)) >= 0)
 		return (e->regs[i].value);
 	if (addr == CHIP_MAGIC_REG)
@@ -649,9 +773,7 @@ emu_reg_read(const struct emu *e, uint32_t addr)
 	case EMU_S2_EFUSE_BLK2_W4:
 		return (EMU_S2_BLK2_VERSION);
 	case EMU_S2_STRAP_REG:
-		return (0x00);	/* boot:0x0, GPIO0 low: download */
-	case EMU_S2_OPTION1:
-		return (0);	/* FORCE_DOWNLOAD_BOOT clear */
+		return (e->strap);	/* 0: GPIO0 was low, download */
 	}
 	return (0);
 }
@@ -781,6 +903,10 @@ emu_reg_write(struct emu *e, uint32_t addr, uint32_t value, uint32_t mask)
 		emu_reg_store(e, addr, v & ~EMU_SPI_CMD_USR);
 		return;
 	}
+	if (c->id == CHIP_ESP32S2 && addr == EMU_S2_OPTION1) {
+		e->force_dl = (int)(v & 1);	/* the only bit modelled */
+		return;
+	}
 	if (c->id == CHIP_ESP32S2 && addr == EMU_S2_WDTWPROTECT) {
 		e->wdt_unlocked = v == EMU_WDT_WKEY;
 		emu_reg_store(e, addr, v);
@@ -807,6 +933,14 @@ emu_reg_write(struct emu *e, uint32_t addr, uint32_t value, uint32_t mask)
 /* State changes                                                       */
 /* ------------------------------------------------------------------ */
 
+/* Does anything answer the host: the ROM loader or the flasher stub? */
+static int
+emu_listening(const struct emu *e)
+{
+	return (e->state == EMU_ST_DOWNLOAD ||
+	    (e->state == EMU_ST_RAM && e->stub));
+}
+
 /* Drop an unfinished compressed write. */
 static void
 emu_fl_reset(struct emu *e)
@@ -829,9 +963,9 @@ emu_ram_reset(struct emu *e)
 	e->mem_active = 0;
 }
 
-/* Software reset back into download mode (FLASH_END flag 0). */
+/* Forget everything a reset clears (not the flash, not the RTC bits). */
 static void
-emu_reboot(struct emu *e)
+emu_clear(struct emu *e)
 {
 	emu_fl_reset(e);
 	emu_ram_reset(e);
@@ -843,11 +977,23 @@ emu_reboot(struct emu *e)
 	e->chip_size = e->flash_size;
 	e->baud = e->baud0;
 	slip_dec_init(&e->dec, e->frame, EMU_FRAME_CAP);
+	e->stub = 0;
+	e->stub_err = 0;
+	e->rd_active = 0;
+	free(e->rd_buf);
+	e->rd_buf = NULL;
+}
+
+/* Software reset back into download mode (FLASH_END flag 0). */
+static void
+emu_reboot(struct emu *e)
+{
+	emu_clear(e);
 	e->deaf_until = e->t + emu_fixed_us(e, EMU_REBOOT_US);
 	e->st.resets++;
 }
 
-/* Leave download mode for good (this issue does not boot anything). */
+/* Leave download mode for good (the model without config.boot). */
 static void
 emu_leave(struct emu *e, enum emu_state state, enum emu_reason reason)
 {
@@ -855,6 +1001,10 @@ emu_leave(struct emu *e, enum emu_state state, enum emu_reason reason)
 	e->state = state;
 	e->reason = reason;
 	e->wdt_due = 0;
+	/* Whatever ran in RAM (the stub) is gone with the code it leaves. */
+	e->stub = 0;
+	e->stub_err = 0;
+	e->rd_active = 0;
 }
 
 /* The unit disappears: nothing more is sent or heard. */
@@ -864,21 +1014,339 @@ emu_unplug(struct emu *e)
 	emu_leave(e, EMU_ST_UNPLUGGED, EMU_RS_UNPLUG);
 	e->q_len = e->q_head = 0;
 	e->s_n = e->s_head = 0;
+	e->en_sample = e->restart_due = 0;
 }
 
-/* Apply what is due by now: the watchdog reset. */
+/* Append printf-style text to a bounded buffer (cut when full). */
+static void printflike(3, 4)
+emu_text(char *buf, size_t cap, const char *fmt, ...)
+{
+	va_list	ap;
+	size_t	len = strlen(buf);
+
+	if (len + 1 >= cap)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + len, cap - len, fmt, ap);
+	va_end(ap);
+}
+
+/* Remember a boot line (the last one wins) and add it to the text. */
+static void printflike(4, 5)
+emu_boot_say(struct emu *e, char *buf, size_t cap, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->boot_line, sizeof(e->boot_line), fmt, ap);
+	va_end(ap);
+	emu_text(buf, cap, "%s\r\n", e->boot_line);
+}
+
+/* The ROM's reset line: reason code and name, boot mode. */
+static void
+emu_rst_line(const struct emu *e, enum emu_reason why, int download,
+    char *buf, size_t cap)
+{
+	unsigned	 code = 0x1;
+	const char	*name = "POWERON";
+
+	if (why == EMU_RS_WDT_RESET) {
+		code = 0x10;
+		name = "RTCWDT_RTC_RST";
+	} else if (why == EMU_RS_APP_RESTART || why == EMU_RS_SW_RESET) {
+		code = 0x3;
+		name = "RTC_SW_SYS_RST";
+	}
+	if (e->chip->id == CHIP_ESP32) {
+		/* The ESP32 ROM's names: ..._RESET, software reset 0xC. */
+		if (code == 0x10)
+			name = "RTCWDT_RTC_RESET";
+		else if (code == 0x3) {
+			code = 0xc;
+			name = "SW_CPU_RESET";
+		} else
+			name = "POWERON_RESET";
+		emu_text(buf, cap, "ets Jun  8 2016 00:22:57\r\n\r\n"
+		    "rst:0x%x (%s),boot:%s\r\n", code, name,
+		    download ?
+		    "0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))" :
+		    "0x13 (SPI_FAST_FLASH_BOOT)");
+		return;
+	}
+	emu_text(buf, cap, "ESP-ROM:esp32s2-rc4-20191025\r\nBuild:Oct 25 2019"
+	    "\r\nrst:0x%x (%s),boot:%s\r\n", code, name, download ?
+	    "0x0 (DOWNLOAD(USB/UART0/1))" : "0x8 (SPI_FAST_FLASH_BOOT)");
+}
+
+/* Pick the app partition as the 2nd-stage bootloader does; NULL: none. */
+static const struct part_entry *
+emu_pick_app(struct emu *e, const struct part_table *pt, char *buf,
+    size_t cap)
+{
+	const struct part_entry	*od = NULL, *factory = NULL, *ota[16];
+	uint32_t		 seq;
+	size_t			 i, nota = 0, k;
+
+	memset(ota, 0, sizeof(ota));
+	for (i = 0; i < pt->n; i++) {
+		if (pt->e[i].type == IMAGE_PART_DATA &&
+		    pt->e[i].subtype == IMAGE_PART_DATA_OTA && od == NULL)
+			od = &pt->e[i];
+		if (pt->e[i].type != IMAGE_PART_APP)
+			continue;
+		if (pt->e[i].subtype == IMAGE_PART_APP_FACTORY &&
+		    factory == NULL)
+			factory = &pt->e[i];
+		if (pt->e[i].subtype >= IMAGE_PART_APP_OTA_MIN &&
+		    pt->e[i].subtype <= IMAGE_PART_APP_OTA_MAX) {
+			k = pt->e[i].subtype - IMAGE_PART_APP_OTA_MIN;
+			if (ota[k] == NULL) {
+				ota[k] = &pt->e[i];
+				nota++;
+			}
+		}
+	}
+	if (od != NULL && nota > 0 && (uint64_t)od->offset + 2 * IMAGE_SECTOR
+	    <= e->flash_size && image_parse_otadata(e->flash + od->offset,
+	    MINIMUM(od->size, 2 * IMAGE_SECTOR), &seq) == 0) {
+		k = (seq - 1) % nota;
+		for (i = 0; i < nitems(ota); i++) {
+			if (ota[i] != NULL && k-- == 0)
+				return (ota[i]);
+		}
+	}
+	if (factory != NULL)
+		return (factory);
+	for (i = 0; i < nitems(ota); i++) {
+		if (ota[i] != NULL) {
+			emu_text(buf, cap, "I (60) boot: No factory image, "
+			    "trying OTA %zu\r\n", i);
+			return (ota[i]);
+		}
+	}
+	emu_boot_say(e, buf, cap, "E (60) boot: No bootable app partitions "
+	    "in the partition table");
+	return (NULL);
+}
+
+/* Check one ESP image in flash the way its loader does; 0 when valid. */
+static int
+emu_check_image(struct emu *e, uint32_t off, uint32_t size,
+    struct image_header *h, char *buf, size_t cap)
+{
+	int	rc;
+
+	if (off >= e->flash_size)
+		size = 0;
+	else
+		size = MINIMUM(size, e->flash_size - off);
+	rc = image_parse_header(e->flash + off, size, h);
+	if (rc == -EINVAL) {
+		if (off == EMU_BOOTLOADER_OFF)
+			emu_boot_say(e, buf, cap, "invalid header: 0x%08x",
+			    size >= 4 ? le32_get(e->flash + off) : 0xffffffff);
+		else
+			emu_boot_say(e, buf, cap, "E (70) esp_image: image at "
+			    "0x%x has invalid magic byte (nothing flashed "
+			    "here?)", off);
+		return (-1);
+	}
+	if (rc != 0) {
+		emu_boot_say(e, buf, cap, "E (70) esp_image: image at 0x%x: "
+		    "%s", off, h->why);
+		return (-1);
+	}
+	if (e->chip->image_chip_id >= 0 &&
+	    h->chip_id != (uint16_t)e->chip->image_chip_id) {
+		emu_boot_say(e, buf, cap, "E (70) boot_comm: mismatch chip "
+		    "ID, expected %d, found %u", e->chip->image_chip_id,
+		    h->chip_id);
+		return (-1);
+	}
+	if (!h->checksum_ok) {
+		emu_boot_say(e, buf, cap, "E (70) esp_image: Checksum failed. "
+		    "Calculated 0x%x read 0x%x", h->checksum_calc,
+		    h->checksum);
+		return (-1);
+	}
+	if (h->hash_ok == 0) {
+		emu_boot_say(e, buf, cap, "E (70) esp_image: Image hash failed "
+		    "- image is corrupt");
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Boot what is in flash: the 2nd-stage bootloader at 0x1000, the
+ * partition table at 0x8000, the app otadata or the factory entry picks,
+ * its header, checksum and app descriptor.  What the ROM and bootloader
+ * print goes to buf, the app's banner to app.  0 when the app runs.
+ */
+static int
+emu_boot_check(struct emu *e, char *buf, size_t cap, char *app,
+    size_t appcap)
+{
+	struct image_header	 h;
+	struct part_table	 pt;
+	struct image_app_desc	 d;
+	struct image_esphome	 eh;
+	const struct part_entry	*p;
+
+	if (emu_check_image(e, EMU_BOOTLOADER_OFF,
+	    IMAGE_PART_OFFSET - EMU_BOOTLOADER_OFF, &h, buf, cap) != 0)
+		return (-1);
+	emu_text(buf, cap, "I (29) boot: ESP-IDF 2nd stage bootloader\r\n");
+	if (image_parse_partitions(e->flash + IMAGE_PART_OFFSET,
+	    IMAGE_PART_MAX_LEN, &pt) != 0 || (pt.has_md5 && !pt.md5_ok)) {
+		emu_text(buf, cap, "E (53) boot: Failed to verify partition "
+		    "table\r\n");
+		emu_boot_say(e, buf, cap, "E (58) boot: load partition table "
+		    "error!");
+		return (-1);
+	}
+	if ((p = emu_pick_app(e, &pt, buf, cap)) == NULL)
+		return (-1);
+	if (emu_check_image(e, p->offset, p->size, &h, buf, cap) != 0)
+		goto bad;
+	if (image_parse_app_desc(e->flash + p->offset, MINIMUM(p->size,
+	    e->flash_size - p->offset), &d) != 0) {
+		emu_boot_say(e, buf, cap, "E (75) esp_image: no app descriptor "
+		    "(magic 0x%08x) in the image at 0x%x",
+		    IMAGE_APP_DESC_MAGIC, p->offset);
+		goto bad;
+	}
+	emu_text(buf, cap, "I (90) boot: Loaded app from partition at offset "
+	    "0x%x\r\n", p->offset);
+	emu_boot_say(e, app, appcap, "I (312) app_init: Project name:     %s",
+	    d.project_name);
+	emu_boot_say(e, app, appcap, "I (312) app_init: App version:      %s",
+	    d.version);
+	emu_boot_say(e, app, appcap, "I (312) app_init: Compile time:     "
+	    "%s %s", d.date, d.time);
+	emu_boot_say(e, app, appcap, "I (312) app_init: ESP-IDF:          %s",
+	    d.idf_ver);
+	if (image_find_esphome(e->flash + p->offset, h.image_len, &eh) ==
+	    0) {
+		emu_boot_say(e, app, appcap, "[I][app:029]: Running through "
+		    "setup()...");
+		emu_boot_say(e, app, appcap, "[C][app:102]: ESPHome version "
+		    "%s compiled on %s, %s", eh.version, d.date, d.time);
+	}
+	return (0);
+bad:
+	emu_boot_say(e, buf, cap, "E (80) boot: %s app partition is not "
+	    "bootable", p->subtype == IMAGE_PART_APP_FACTORY ? "Factory" :
+	    "OTA");
+	return (-1);
+}
+
+/* Queue text the unit prints, due after the boot time. */
+static void
+emu_print(struct emu *e, const char *text, uint64_t after_us)
+{
+	size_t	len = strlen(text);
+
+	if (len == 0)
+		return;
+	emu_queue(e, text, len, e->t + after_us + emu_wire_us(e, len));
+}
+
+/*
+ * Run the app in flash, or fall back into download mode printing why.  On
+ * native USB the port is new: only the app's own output shows there (none
+ * from a silent app); a bridge port also shows the ROM and bootloader.
+ */
+static void
+emu_boot_flash(struct emu *e, enum emu_reason why)
+{
+	char	text[2048], app[1024];
+
+	text[0] = app[0] = '\0';
+	e->boot_line[0] = '\0';
+	if (why != EMU_RS_RUN_USER_CODE)
+		emu_rst_line(e, why, 0, text, sizeof(text));
+	if (emu_boot_check(e, text, sizeof(text), app, sizeof(app)) == 0) {
+		e->boot_ok = 1;
+		e->state = EMU_ST_APP;
+		if (e->app_silent)
+			e->boot_line[0] = app[0] = '\0';
+		if (e->link == EMU_LINK_USB)
+			text[0] = '\0';
+		emu_text(text, sizeof(text), "%s", app);
+		emu_print(e, text, emu_fixed_us(e, EMU_BOOT_US));
+		return;
+	}
+	/* A bad image: the unit loops back into download mode. */
+	e->boot_ok = 0;
+	e->state = EMU_ST_DOWNLOAD;
+	emu_text(text, sizeof(text), "waiting for download\r\n");
+	emu_print(e, text, 0);
+	e->deaf_until = e->t + emu_fixed_us(e, EMU_REBOOT_US);
+}
+
+/*
+ * A chip reset at time at: everything volatile goes, the USB port goes
+ * away and comes back (generation), the straps are sampled: GPIO0 low or
+ * FORCE_DOWNLOAD_BOOT (S2) -> ROM download mode, else boot from flash.
+ */
+static void
+emu_reset(struct emu *e, uint64_t at, enum emu_reason why, int gpio0_low)
+{
+	char	text[512];
+
+	emu_queue_cut(e, at);
+	emu_clear(e);
+	e->t = MAXIMUM(at, e->t);
+	e->busy_until = e->t;
+	e->en_sample = e->restart_due = 0;
+	e->tusb = 0;
+	e->st.resets++;
+	if (e->link == EMU_LINK_USB)
+		e->gen++;	/* a bridge's port never goes away */
+	e->reason = why;
+	e->strap = gpio0_low ? 0 : EMU_STRAP_GPIO0;
+	if (!gpio0_low && !(e->force_dl && e->chip->id == CHIP_ESP32S2)) {
+		emu_boot_flash(e, why);
+		return;
+	}
+	e->state = EMU_ST_DOWNLOAD;
+	text[0] = '\0';
+	emu_rst_line(e, why, 1, text, sizeof(text));
+	emu_text(text, sizeof(text), "waiting for download\r\n");
+	emu_print(e, text, 0);
+	e->deaf_until = e->t + emu_fixed_us(e, EMU_REBOOT_US);
+}
+
+/* Apply what is due by now: the EN strap sample, restarts, the watchdog. */
 static void
 emu_tick(struct emu *e, uint64_t now)
 {
 	uint64_t	due;
 
-	if (e->wdt_due == 0 || now < e->wdt_due ||
-	    e->state != EMU_ST_DOWNLOAD)
+	if (e->state == EMU_ST_UNPLUGGED)
+		return;
+	if (e->en_sample != 0 && now >= e->en_sample) {
+		due = e->en_sample;
+		/* GPIO0 low when DTR is asserted and RTS is not. */
+		emu_reset(e, due, EMU_RS_HARD_RESET, e->dtr && !e->rts);
+	}
+	if (e->restart_due != 0 && now >= e->restart_due) {
+		due = e->restart_due;
+		if (e->restart_dl)
+			e->force_dl = 1;
+		emu_reset(e, due, EMU_RS_APP_RESTART, 0);
+	}
+	if (e->wdt_due == 0 || now < e->wdt_due || !emu_listening(e))
 		return;
 	due = e->wdt_due;
 	/* Replies that would have left after the reset never do. */
 	emu_queue_cut(e, due);
-	emu_leave(e, EMU_ST_APP, EMU_RS_WDT_RESET);
+	if (e->boot_model)
+		emu_reset(e, due, EMU_RS_WDT_RESET, 0);
+	else
+		emu_leave(e, EMU_ST_APP, EMU_RS_WDT_RESET);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1060,6 +1528,10 @@ emu_inflate(struct emu *e, const uint8_t *in, uint32_t len, uint32_t *out)
 		made = EMU_INFLATE_CHUNK - e->zs.avail_out;
 		if (made != 0) {
 			e->t += emu_cost_us(e, EMU_INFLATE_NS_PER_BYTE, made);
+			if (e->stub && (uint64_t)e->fl_cursor + made <=
+			    e->chip_size)
+				emu_stub_erase_to(e, e->fl_cursor +
+				    (uint32_t)made);
 			if (emu_program(e, e->fl_cursor, e->zbuf, made) != 0)
 				return (PROTO_E_FLASH_WRITE);
 			e->fl_cursor += made;
@@ -1144,7 +1616,13 @@ emu_cmd_flash_end(struct emu *e, const struct proto_req *rq)
 	emu_ok(e, rq->op, NULL, 0);
 	if (le32_get(rq->data) == 0)
 		emu_reboot(e);
-	else
+	else if (e->boot_model) {
+		/* The ROM jumps into the bootloader: no reset, new port. */
+		e->reason = EMU_RS_RUN_USER_CODE;
+		if (e->link == EMU_LINK_USB)
+			e->gen++;
+		emu_boot_flash(e, EMU_RS_RUN_USER_CODE);
+	} else
 		emu_leave(e, EMU_ST_APP, EMU_RS_RUN_USER_CODE);
 }
 
@@ -1256,7 +1734,10 @@ emu_cmd_mem_end(struct emu *e, const struct proto_req *rq)
 	emu_ok(e, rq->op, NULL, 0);
 	if (le32_get(rq->data) == 0) {
 		e->entry = le32_get(rq->data + 4);
+		e->stub = 0;	/* whatever ran, this code runs now */
 		emu_leave(e, EMU_ST_RAM, EMU_RS_MEM_ENTRY);
+		if (emu_stub_entry(e, e->entry))
+			emu_stub_start(e);
 	}
 }
 
@@ -1291,14 +1772,31 @@ emu_cmd_set_params(struct emu *e, const struct proto_req *rq)
 	emu_ok(e, rq->op, NULL, 0);
 }
 
+/* MD5 of a flash range (wrapping at the physical end like the chip). */
+static void
+emu_md5_range(struct emu *e, uint32_t addr, uint32_t size, uint8_t md[16])
+{
+	struct digest_md5_ctx	 ctx;
+	uint32_t		 done, n;
+
+	digest_md5_init(&ctx);
+	for (done = 0; done < size; done += n) {
+		/* Contiguous up to the physical end, then wrapped. */
+		n = MINIMUM(size - done,
+		    e->flash_size - ((addr + done) & e->flash_mask));
+		digest_md5_update(&ctx,
+		    e->flash + ((addr + done) & e->flash_mask), n);
+	}
+	digest_md5_final(&ctx, md);
+}
+
 /* SPI_FLASH_MD5: 32 lowercase hex characters of the range. */
 static void
 emu_cmd_md5(struct emu *e, const struct proto_req *rq)
 {
-	struct digest_md5_ctx	 ctx;
-	uint8_t			 md[16];
-	char			 hex[33];
-	uint32_t		 addr, size, done, n;
+	uint8_t		md[16];
+	char		hex[33];
+	uint32_t	addr, size;
 
 	if (rq->size != 16) {
 		emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
@@ -1312,15 +1810,7 @@ emu_cmd_md5(struct emu *e, const struct proto_req *rq)
 	}
 	if (!e->attached)
 		e->st.unattached++;
-	digest_md5_init(&ctx);
-	for (done = 0; done < size; done += n) {
-		/* Contiguous up to the physical end, then wrapped. */
-		n = MINIMUM(size - done,
-		    e->flash_size - ((addr + done) & e->flash_mask));
-		digest_md5_update(&ctx,
-		    e->flash + ((addr + done) & e->flash_mask), n);
-	}
-	digest_md5_final(&ctx, md);
+	emu_md5_range(e, addr, size, md);
 	digest_hex(md, sizeof(md), hex);
 	e->t += emu_cost_us(e, EMU_READ_NS_PER_BYTE + EMU_MD5_NS_PER_BYTE,
 	    size);
@@ -1400,9 +1890,40 @@ emu_rom_error_fault(struct emu *e, uint8_t op)
 		if (f->op >= 0 && f->op != op)
 			continue;
 		if (emu_fault_window(f, ++e->fault_seen[i])) {
-			emu_fail(e, op, f->code);
+			emu_fail_raw(e, op, f->code);
 			return (1);
 		}
+	}
+	return (0);
+}
+
+/*
+ * Phase faults that end the command without a reply: unplug (the unit is
+ * gone) and reenum (it resets into download mode on a new port).
+ */
+static int
+emu_phase_fault(struct emu *e, uint8_t op)
+{
+	const struct emu_fault	*f;
+	size_t			 i;
+
+	for (i = 0; i < e->nfaults; i++) {
+		f = &e->faults[i];
+		if (f->kind != EMU_FAULT_REENUM &&
+		    (f->kind != EMU_FAULT_UNPLUG || f->op < 0))
+			continue;
+		if (f->op >= 0 && f->op != op)
+			continue;
+		if (!emu_fault_window(f, ++e->fault_seen[i]))
+			continue;
+		if (f->kind == EMU_FAULT_UNPLUG)
+			emu_unplug(e);
+		else {
+			emu_reset(e, e->t, EMU_RS_SW_RESET, 1);
+			if (e->link != EMU_LINK_USB)
+				e->gen++;	/* a new port, even here */
+		}
+		return (1);
 	}
 	return (0);
 }
@@ -1411,6 +1932,10 @@ emu_rom_error_fault(struct emu *e, uint8_t op)
 static void
 emu_dispatch(struct emu *e, const struct proto_req *rq)
 {
+	if (e->stub) {
+		emu_stub_dispatch(e, rq);
+		return;
+	}
 	switch (rq->op) {
 	case PROTO_SYNC:
 		emu_cmd_sync(e, rq);
@@ -1484,6 +2009,13 @@ emu_frame(struct emu *e, const uint8_t *p, size_t len, uint64_t now)
 	size_t			wire = e->rx_wire;
 
 	e->rx_wire = 0;
+	if (e->stub && e->rd_active) {
+		/* READ_FLASH streaming: frames are the host's ACKs. */
+		e->t = MAXIMUM(now, e->busy_until) + emu_wire_us(e, wire);
+		emu_stub_read_ack(e, p, len);
+		e->busy_until = e->t;
+		return;
+	}
 	if (len < PROTO_HDR_LEN || p[0] != 0x00) {
 		e->st.dropped++;	/* not a request: ignored */
 		return;
@@ -1495,11 +2027,461 @@ emu_frame(struct emu *e, const uint8_t *p, size_t len, uint64_t now)
 	e->st.commands++;
 	if (proto_parse_req(p, len, &rq) != 0)
 		emu_fail(e, p[1], PROTO_E_INVALID_MSG); /* size disagrees */
-	else if (!emu_rom_error_fault(e, rq.op))
+	else if (!emu_phase_fault(e, rq.op) && !emu_rom_error_fault(e, rq.op))
 		emu_dispatch(e, &rq);
 	e->busy_until = e->t;
 	e->st.modeled_us += e->t - t0 - e->stall_cmd;
 	e->st.stall_us += e->stall_cmd;
+}
+
+/* ------------------------------------------------------------------ */
+/* Flasher stub personality (PROTOCOL.md section 9)                    */
+/* ------------------------------------------------------------------ */
+
+/* Is entry the entry point of a flasher stub this chip is known to run? */
+static int
+emu_stub_entry(const struct emu *e, uint32_t entry)
+{
+	static const uint32_t	s2[] = {
+		0x400288AC,	/* esptool legacy stub (LS v1.11.1) */
+		0x400290A4,	/* esptool-rs stub (NS v1.2.2), esptool-js */
+	};
+	size_t			i;
+
+	if (!e->stub_model || e->chip->id != CHIP_ESP32S2)
+		return (0);
+	for (i = 0; i < nitems(s2); i++)
+		if (entry == s2[i])
+			return (1);
+	return (0);
+}
+
+/* Queue one raw SLIP frame (no header): OHAI, READ_FLASH data and MD5. */
+static void
+emu_raw_frame(struct emu *e, const uint8_t *p, size_t len)
+{
+	uint8_t	*wire;
+	size_t	 w;
+
+	wire = xmalloc(SLIP_ENCODED_MAX(len));
+	w = slip_encode(wire, SLIP_ENCODED_MAX(len), p, len);
+	e->t += emu_wire_us(e, w);
+	emu_queue(e, wire, w, e->t);
+	free(wire);
+}
+
+/* The stub is running: send "OHAI" once it is up. */
+static void
+emu_stub_start(struct emu *e)
+{
+	static const uint8_t	ohai[] = { 'O', 'H', 'A', 'I' };
+
+	e->stub = 1;
+	e->stub_err = 0;
+	e->t += emu_fixed_us(e, EMU_STUB_START_US);
+	emu_raw_frame(e, ohai, sizeof(ohai));
+}
+
+/* Erase lazily, as the stub does, every sector up to end (exclusive). */
+static void
+emu_stub_erase_to(struct emu *e, uint32_t end)
+{
+	uint32_t	left;
+
+	while (e->fl_erased < end && e->fl_erased < e->chip_size) {
+		left = e->fl_offset + e->fl_size > e->fl_erased ?
+		    e->fl_offset + e->fl_size - e->fl_erased : 0;
+		if (e->fl_erased % EMU_BLOCK == 0 &&
+		    left >= 16 * EMU_SECTOR &&
+		    (uint64_t)e->fl_erased + EMU_BLOCK <= e->chip_size) {
+			emu_erase_span(e, e->fl_erased, EMU_BLOCK);
+			e->fl_erased += EMU_BLOCK;
+		} else {
+			emu_erase_span(e, e->fl_erased, EMU_SECTOR);
+			e->fl_erased += EMU_SECTOR;
+		}
+	}
+}
+
+/* Program with the stub's lazy erase in front; 0 or a stub error. */
+static int
+emu_stub_program(struct emu *e, uint32_t addr, const uint8_t *p, size_t len)
+{
+	if ((uint64_t)addr + len > e->chip_size)
+		return (EMU_STUB_E_SPI);
+	emu_stub_erase_to(e, (uint32_t)(addr + len));
+	if (emu_program(e, addr, p, len) != 0)
+		return (EMU_STUB_E_SPI);
+	return (0);
+}
+
+/* SYNC to the stub: the same eight replies, value 0. */
+static void
+emu_stub_sync(struct emu *e, const struct proto_req *rq)
+{
+	int	i;
+
+	if (rq->size != PROTO_SYNC_LEN || le32_get(rq->data) != 0x20120707) {
+		emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
+		return;
+	}
+	e->last_value = 0;
+	for (i = 0; i < PROTO_SYNC_REPLIES; i++)
+		emu_ok(e, rq->op, NULL, 0);
+}
+
+/*
+ * FLASH_BEGIN / FLASH_DEFL_BEGIN to the stub: size is the bytes to write
+ * (uncompressed), nothing is erased yet; blocks up to 16 KiB.
+ */
+static void
+emu_stub_flash_begin(struct emu *e, const struct proto_req *rq)
+{
+	const uint8_t	*d = rq->data;
+	uint32_t	 size, blocks, bsize, off;
+
+	if (rq->size != 16 && rq->size != 20) {
+		emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
+		return;
+	}
+	size = le32_get(d);
+	blocks = le32_get(d + 4);
+	bsize = le32_get(d + 8);
+	off = le32_get(d + 12);
+	emu_fl_reset(e);
+	e->stub_err = 0;
+	if (bsize > EMU_MAX_BLOCK || (rq->size == 20 && le32_get(d + 16))) {
+		emu_fail_raw(e, rq->op, EMU_STUB_E_BLOCKSIZE);
+		return;
+	}
+	if ((uint64_t)off + size > e->chip_size) {
+		emu_fail_raw(e, rq->op, EMU_STUB_E_SPI);
+		return;
+	}
+	e->fl_offset = off;
+	e->fl_size = size;
+	e->fl_blocks = blocks;
+	e->fl_bsize = bsize;
+	e->fl_seq = 0;
+	e->fl_cursor = off;
+	e->fl_erased = off - off % EMU_SECTOR;
+	if (rq->op == PROTO_FLASH_DEFL_BEGIN) {
+		memset(&e->zs, 0, sizeof(e->zs));
+		if (inflateInit(&e->zs) != Z_OK) {
+			emu_fail(e, rq->op, PROTO_E_MALLOC);
+			return;
+		}
+		e->fl_zinit = 1;
+		e->fl_mode = EMU_FL_DEFL;
+	} else
+		e->fl_mode = EMU_FL_PLAIN;
+	emu_ok(e, rq->op, NULL, 0);
+}
+
+/*
+ * FLASH_DATA / FLASH_DEFL_DATA to the stub: checked, acknowledged at once
+ * (with the error latched by an earlier block, if any), then written while
+ * the host sends the next block.  A block sent again is acknowledged, not
+ * written twice.
+ */
+static void
+emu_stub_flash_data(struct emu *e, const struct proto_req *rq)
+{
+	const uint8_t	*data;
+	uint32_t	 seq, len, made, start, room;
+	uint64_t	 t_ack, t_done;
+	int		 err;
+
+	if ((err = emu_data_check(e, rq, &seq, &data, &len)) != 0) {
+		emu_fail(e, rq->op, (uint8_t)err);
+		return;
+	}
+	if (e->fl_mode != (rq->op == PROTO_FLASH_DATA ? EMU_FL_PLAIN :
+	    EMU_FL_DEFL)) {
+		emu_fail_raw(e, rq->op, EMU_STUB_E_NOT_FLASHING);
+		return;
+	}
+	t_ack = e->t;
+	if (e->stub_err == 0 && seq + 1 == e->fl_seq) {
+		/* A repeat: its ACK was lost. */
+	} else if (e->stub_err == 0 && seq != e->fl_seq)
+		e->stub_err = EMU_STUB_E_BLOCKSIZE;
+	else if (e->stub_err == 0) {
+		e->fl_seq++;
+		if (e->fl_mode == EMU_FL_PLAIN) {
+			room = e->fl_offset + e->fl_size - e->fl_cursor;
+			if (e->fl_cursor >= e->fl_offset + e->fl_size)
+				room = 0;
+			if (len > room)
+				e->stub_err = EMU_STUB_E_TOO_MUCH;
+			else if ((err = emu_stub_program(e, e->fl_cursor, data,
+			    len)) != 0)
+				e->stub_err = (uint8_t)err;
+			else {
+				emu_after_write(e, rq->op, e->fl_cursor, len);
+				e->fl_cursor += len;
+			}
+		} else if (!e->fl_zend) {
+			start = e->fl_cursor;
+			err = emu_inflate(e, data, len, &made);
+			if (err != 0)
+				e->stub_err = err == PROTO_E_FLASH_WRITE ?
+				    EMU_STUB_E_SPI : EMU_STUB_E_INFLATE;
+			else if (e->fl_cursor > e->fl_offset + e->fl_size)
+				e->stub_err = EMU_STUB_E_TOO_MUCH;
+			emu_after_write(e, rq->op, start, made);
+		}
+	}
+	t_done = e->t;
+	e->t = t_ack;
+	if (e->stub_err != 0 && seq + 1 != e->fl_seq)
+		emu_fail_raw(e, rq->op, e->stub_err);
+	else
+		emu_ok(e, rq->op, NULL, 0);
+	/* The next command waits until the write is done. */
+	e->t = MAXIMUM(e->t, t_done);
+}
+
+/*
+ * FLASH_END / FLASH_DEFL_END to the stub: 0xC6 outside a write, 0xC8 when
+ * bytes are missing, else the latched error; flag 0 then resets back into
+ * the ROM (download mode), flag 1 stays in the stub.
+ */
+static void
+emu_stub_flash_end(struct emu *e, const struct proto_req *rq)
+{
+	uint8_t	code = 0;
+
+	if (rq->size != 4) {
+		emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
+		return;
+	}
+	if (e->fl_mode == EMU_FL_NONE)
+		code = EMU_STUB_E_NOT_FLASHING;
+	else if (e->stub_err != 0)
+		code = e->stub_err;
+	else if ((e->fl_mode == EMU_FL_DEFL && e->fl_size != 0 &&
+	    !e->fl_zend) || (e->fl_mode == EMU_FL_PLAIN &&
+	    e->fl_cursor < e->fl_offset + e->fl_size))
+		code = EMU_STUB_E_NOT_ENOUGH;
+	if (code != 0) {
+		emu_fail_raw(e, rq->op, code);
+		return;
+	}
+	emu_fl_reset(e);
+	emu_ok(e, rq->op, NULL, 0);
+	if (le32_get(rq->data) == 0) {
+		e->t += emu_fixed_us(e, 10000);	/* flush, then reset */
+		emu_reboot(e);
+		e->state = EMU_ST_DOWNLOAD;
+		e->reason = EMU_RS_SW_RESET;
+	}
+}
+
+/* SPI_FLASH_MD5 from the stub: 16 raw bytes. */
+static void
+emu_stub_md5(struct emu *e, const struct proto_req *rq)
+{
+	uint8_t		md[16];
+	uint32_t	addr, size;
+
+	if (rq->size != 16) {
+		emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
+		return;
+	}
+	addr = le32_get(rq->data);
+	size = le32_get(rq->data + 4);
+	if ((uint64_t)addr + size > e->chip_size) {
+		emu_fail_raw(e, rq->op, EMU_STUB_E_SPI);
+		return;
+	}
+	emu_md5_range(e, addr, size, md);
+	e->t += emu_cost_us(e, EMU_STUB_MD5_NS_PER_BYTE, size);
+	emu_ok(e, rq->op, md, sizeof(md));
+}
+
+/* ERASE_FLASH (the whole chip) and ERASE_REGION (4 KiB multiples). */
+static void
+emu_stub_erase(struct emu *e, const struct proto_req *rq)
+{
+	uint32_t	off = 0, size = e->chip_size;
+
+	if (rq->op == PROTO_ERASE_REGION) {
+		if (rq->size != 8) {
+			emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
+			return;
+		}
+		off = le32_get(rq->data);
+		size = le32_get(rq->data + 4);
+		if (off % EMU_SECTOR != 0 || size % EMU_SECTOR != 0) {
+			emu_fail_raw(e, rq->op, EMU_STUB_E_SPI);
+			return;
+		}
+	} else if (rq->size != 0) {
+		emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
+		return;
+	}
+	if (emu_erase_area(e, off, size) != 0) {
+		emu_fail_raw(e, rq->op, EMU_STUB_E_SPI);
+		return;
+	}
+	emu_ok(e, rq->op, NULL, 0);
+}
+
+/* Send READ_FLASH packets while fewer than max_in_flight bytes wait. */
+static void
+emu_stub_read_push(struct emu *e)
+{
+	uint8_t			 md[16];
+	uint32_t		 n, i;
+
+	while (e->rd_sent < e->rd_len &&
+	    e->rd_sent - e->rd_acked < e->rd_inflight) {
+		n = MINIMUM(e->rd_psize, e->rd_len - e->rd_sent);
+		for (i = 0; i < n; i++)
+			e->rd_buf[i] = e->flash[(e->rd_off + e->rd_sent + i) &
+			    e->flash_mask];
+		e->t += emu_cost_us(e, EMU_READ_NS_PER_BYTE, n);
+		emu_raw_frame(e, e->rd_buf, n);
+		e->rd_sent += n;
+	}
+	if (e->rd_acked >= e->rd_len) {
+		emu_md5_range(e, e->rd_off, e->rd_len, md);
+		emu_raw_frame(e, md, sizeof(md));
+		e->rd_active = 0;
+		free(e->rd_buf);
+		e->rd_buf = NULL;
+	}
+}
+
+/*
+ * READ_FLASH(offset, length, packet size, max in flight): answer, then
+ * stream the data (PROTOCOL.md 2.3); the host acknowledges each packet.
+ */
+static void
+emu_stub_read_flash(struct emu *e, const struct proto_req *rq)
+{
+	uint32_t	off, len, psize, inflight;
+
+	if (rq->size != 16) {
+		emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
+		return;
+	}
+	off = le32_get(rq->data);
+	len = le32_get(rq->data + 4);
+	psize = le32_get(rq->data + 8);
+	inflight = le32_get(rq->data + 12);
+	if ((uint64_t)off + len > e->chip_size) {
+		emu_fail_raw(e, rq->op, EMU_STUB_E_SPI);
+		return;
+	}
+	if (psize == 0 || psize > EMU_MAX_BLOCK || inflight == 0) {
+		emu_fail_raw(e, rq->op, EMU_STUB_E_BLOCKSIZE);
+		return;
+	}
+	emu_ok(e, rq->op, NULL, 0);
+	e->rd_active = 1;
+	e->rd_off = off;
+	e->rd_len = len;
+	e->rd_psize = psize;
+	e->rd_inflight = inflight;
+	e->rd_sent = e->rd_acked = 0;
+	free(e->rd_buf);
+	e->rd_buf = xmalloc(psize);
+	emu_stub_read_push(e);
+}
+
+/* A frame while READ_FLASH streams: the host's u32 bytes-received ACK. */
+static void
+emu_stub_read_ack(struct emu *e, const uint8_t *p, size_t len)
+{
+	uint32_t	got;
+
+	if (len != 4) {
+		e->st.dropped++;
+		return;
+	}
+	got = le32_get(p);
+	if (got > e->rd_acked && got <= e->rd_sent)
+		e->rd_acked = got;
+	emu_stub_read_push(e);
+}
+
+/* Commands as the stub answers them. */
+static void
+emu_stub_dispatch(struct emu *e, const struct proto_req *rq)
+{
+	/* The stub's value field is 0 except for READ_REG. */
+	e->last_value = 0;
+	switch (rq->op) {
+	case PROTO_SYNC:
+		emu_stub_sync(e, rq);
+		break;
+	case PROTO_READ_REG:
+		emu_cmd_read_reg(e, rq);
+		break;
+	case PROTO_WRITE_REG:
+		emu_cmd_write_reg(e, rq);
+		break;
+	case PROTO_FLASH_BEGIN:
+	case PROTO_FLASH_DEFL_BEGIN:
+		emu_stub_flash_begin(e, rq);
+		break;
+	case PROTO_FLASH_DATA:
+	case PROTO_FLASH_DEFL_DATA:
+		emu_stub_flash_data(e, rq);
+		break;
+	case PROTO_FLASH_END:
+	case PROTO_FLASH_DEFL_END:
+		emu_stub_flash_end(e, rq);
+		break;
+	case PROTO_MEM_BEGIN:
+		emu_cmd_mem_begin(e, rq);
+		break;
+	case PROTO_MEM_DATA:
+		emu_cmd_mem_data(e, rq);
+		break;
+	case PROTO_MEM_END:
+		emu_cmd_mem_end(e, rq);
+		break;
+	case PROTO_SPI_ATTACH:
+		if (rq->size != 4 && rq->size != 8)
+			emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
+		else {
+			e->attached = 1;
+			emu_ok(e, rq->op, NULL, 0);
+		}
+		break;
+	case PROTO_SPI_SET_PARAMS:
+		emu_cmd_set_params(e, rq);
+		break;
+	case PROTO_SPI_FLASH_MD5:
+		emu_stub_md5(e, rq);
+		break;
+	case PROTO_CHANGE_BAUDRATE:
+		if (rq->size != 8)
+			emu_fail(e, rq->op, PROTO_E_INVALID_MSG);
+		else {
+			emu_ok(e, rq->op, NULL, 0);
+			/* The S2 stub on USB-OTG ignores it. */
+			if (e->link != EMU_LINK_USB && le32_get(rq->data))
+				e->baud = le32_get(rq->data);
+		}
+		break;
+	case PROTO_GET_SECURITY_INFO:
+		emu_cmd_secinfo(e, rq);
+		break;
+	case PROTO_ERASE_FLASH:
+	case PROTO_ERASE_REGION:
+		emu_stub_erase(e, rq);
+		break;
+	case PROTO_READ_FLASH:
+		emu_stub_read_flash(e, rq);
+		break;
+	default:
+		emu_fail_raw(e, rq->op, EMU_STUB_E_NOT_IMPL);
+		break;
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -1526,8 +2508,9 @@ emu_new(const struct emu_config *cfg, char **cause)
 		    "64 KiB or more", cfg->flash_size);
 		return (NULL);
 	}
-	if (cfg->profile >= EMU_PROFILE__MAX || cfg->link >= EMU_LINK__MAX) {
-		*cause = xasprintf("bad emulator profile or link");
+	if (cfg->profile >= EMU_PROFILE__MAX || cfg->link >= EMU_LINK__MAX ||
+	    cfg->board >= EMU_BOARD__MAX) {
+		*cause = xasprintf("bad emulator profile, link or board");
 		return (NULL);
 	}
 
@@ -1545,6 +2528,13 @@ emu_new(const struct emu_config *cfg, char **cause)
 	memcpy(e->mac, cfg->mac, sizeof(e->mac));
 	e->seed = cfg->seed;
 	e->baud0 = e->baud = cfg->baud != 0 ? cfg->baud : EMU_DEFAULT_BAUD;
+	e->boot_model = cfg->boot != 0;
+	e->board = cfg->board;
+	e->app_silent = cfg->app_silent != 0;
+	e->stub_model = cfg->stub_model != 0;
+	if (e->board == EMU_BOARD_BRIDGE && cfg->link == EMU_LINK_DEFAULT)
+		e->link = EMU_LINK_UART;
+	e->slow = 1;
 
 	e->unplug_in = e->unplug_out = UINT64_MAX;
 	if (cfg->nfaults != 0) {
@@ -1555,7 +2545,10 @@ emu_new(const struct emu_config *cfg, char **cause)
 		e->nfaults = cfg->nfaults;
 	}
 	for (i = 0; i < e->nfaults; i++) {
-		if (e->faults[i].kind != EMU_FAULT_UNPLUG)
+		if (e->faults[i].kind == EMU_FAULT_SLOW_FLASH)
+			e->slow = MAXIMUM(e->slow, e->faults[i].factor);
+		if (e->faults[i].kind != EMU_FAULT_UNPLUG ||
+		    e->faults[i].op >= 0)
 			continue;
 		if (e->faults[i].dir_in)
 			e->unplug_in = MINIMUM(e->unplug_in, e->faults[i].at);
@@ -1585,6 +2578,13 @@ emu_new(const struct emu_config *cfg, char **cause)
 	e->segs = xcalloc(e->s_cap, sizeof(*e->segs));
 	e->state = EMU_ST_DOWNLOAD;
 	e->reason = EMU_RS_NONE;
+	if (e->boot_model && cfg->start_app) {
+		/* Power on with GPIO0 high: boot what is in flash. */
+		e->t = 0;
+		emu_reset(e, 0, EMU_RS_HARD_RESET, 0);
+		e->gen = 0;
+		e->st.resets = 0;
+	}
 	return (e);
 }
 
@@ -1596,6 +2596,7 @@ emu_free(struct emu *e)
 		return;
 	emu_fl_reset(e);
 	emu_ram_reset(e);
+	free(e->rd_buf);
 	if (e->flash_owned)
 		free(e->flash);
 	free(e->frame);
@@ -1618,11 +2619,10 @@ emu_feed(struct emu *e, const uint8_t *p, size_t len, uint64_t now)
 
 	emu_tick(e, now);
 	for (i = 0; i < len; i++) {
-		if (e->state == EMU_ST_DOWNLOAD &&
-		    e->st.bytes_in >= e->unplug_in)
+		if (emu_listening(e) && e->st.bytes_in >= e->unplug_in)
 			emu_unplug(e);
-		if (e->state != EMU_ST_DOWNLOAD) {
-			/* Nobody listens: an app, RAM code, or no unit. */
+		if (!emu_listening(e) || e->en_low) {
+			/* Nobody listens: an app, RAM code, no unit, reset. */
 			e->st.bytes_in += len - i;
 			return;
 		}
@@ -1702,8 +2702,12 @@ emu_next_due_us(const struct emu *e)
 		return (due);
 	if (e->s_n > 0)
 		due = e->segs[e->s_head].due_us;
-	if (e->wdt_due != 0 && e->state == EMU_ST_DOWNLOAD)
+	if (e->wdt_due != 0 && emu_listening(e))
 		due = MINIMUM(due, e->wdt_due);
+	if (e->en_sample != 0)
+		due = MINIMUM(due, e->en_sample);
+	if (e->restart_due != 0)
+		due = MINIMUM(due, e->restart_due);
 	return (due);
 }
 
@@ -1714,13 +2718,201 @@ emu_pending(const struct emu *e)
 	return (e->q_len);
 }
 
-/* Remember the modem lines; reset-sequence models will read them. */
+/*
+ * The Arduino TinyUSB line-state machine (PROTOCOL.md 8.2): (0,1), (1,1),
+ * (1,0), (0,0) in a row restarts into the bootloader; anything else out
+ * of order starts over.  Repeated states never get here.
+ */
+static void
+emu_tinyusb(struct emu *e, uint64_t now)
+{
+	int	step;
+
+	if (!e->dtr && e->rts)
+		step = 1;
+	else if (e->dtr && e->rts)
+		step = 2;
+	else if (e->dtr && !e->rts)
+		step = 3;
+	else
+		step = 4;
+	if (step == 4 && e->tusb == 3) {
+		e->tusb = 0;
+		e->restart_dl = 1;
+		e->restart_due = MAXIMUM(now, 1);
+	} else if (step == e->tusb + 1)
+		e->tusb = step;
+	else
+		e->tusb = step == 1 ? 1 : 0;
+}
+
+/*
+ * New DTR/RTS state (true = asserted = pin low).  With config.boot the
+ * board model reacts: a bridge's transistor pair drives EN and GPIO0, an
+ * app on native USB may honour the IDF or the Arduino reset trick.
+ */
 void
 emu_set_lines(struct emu *e, int dtr, int rts, uint64_t now_us)
 {
+	int	odtr = e->dtr, orts = e->rts, en_low;
+
 	emu_tick(e, now_us);
 	e->dtr = dtr != 0;
 	e->rts = rts != 0;
+	if (!e->boot_model || e->state == EMU_ST_UNPLUGGED)
+		return;
+	if (e->stub && e->link == EMU_LINK_USB && orts && !e->rts) {
+		/*
+		 * The stub on USB-OTG resets on RTS falling: it clears
+		 * FORCE_DOWNLOAD_BOOT and resets the CPU, so the straps
+		 * latched at the last chip reset decide (PROTOCOL.md 5.5).
+		 */
+		e->force_dl = 0;
+		emu_reset(e, now_us, EMU_RS_SW_RESET, e->strap == 0);
+		return;
+	}
+	switch (e->board) {
+	case EMU_BOARD_BRIDGE:
+		/* RTS without DTR pulls EN low; both asserted: no reset. */
+		en_low = e->rts && !e->dtr;
+		if (en_low && !e->en_low) {
+			e->en_low = 1;
+			e->en_sample = 0;
+			emu_queue_cut(e, now_us);
+		} else if (!en_low && e->en_low) {
+			/* EN rises through its RC: straps read a bit later. */
+			e->en_low = 0;
+			e->en_sample = now_us + EMU_EN_RC_US;
+		}
+		break;
+	case EMU_BOARD_IDF_CDC:
+		/* RTS falling: DTR asserted = download mode, else reboot. */
+		if (e->state == EMU_ST_APP && orts && !e->rts &&
+		    e->restart_due == 0) {
+			e->restart_dl = e->dtr;
+			e->restart_due = MAXIMUM(now_us + emu_fixed_us(e,
+			    EMU_IDF_RESTART_US), 1);
+		}
+		break;
+	case EMU_BOARD_TINYUSB:
+		if (e->state == EMU_ST_APP && (odtr != e->dtr ||
+		    orts != e->rts) && e->restart_due == 0)
+			emu_tinyusb(e, now_us);
+		break;
+	default:
+		break;		/* the app ignores the lines */
+	}
+	emu_tick(e, now_us);
+}
+
+/* The CDC line coding a host set; 1200 bps asks a TinyUSB app to restart. */
+void
+emu_set_baud_host(struct emu *e, uint32_t baud, uint64_t now_us)
+{
+	emu_tick(e, now_us);
+	if (e->boot_model && e->board == EMU_BOARD_TINYUSB &&
+	    e->state == EMU_ST_APP && baud == 1200 && e->restart_due == 0) {
+		e->restart_dl = 1;
+		e->restart_due = MAXIMUM(now_us, 1);
+	}
+	emu_tick(e, now_us);
+}
+
+/* BOOT held while RST is pressed and released: ROM download mode. */
+void
+emu_press_boot_rst(struct emu *e, uint64_t now_us)
+{
+	emu_tick(e, now_us);
+	if (e->state == EMU_ST_UNPLUGGED)
+		return;
+	e->en_low = 0;
+	emu_reset(e, now_us, EMU_RS_HARD_RESET, 1);
+}
+
+/* RST alone: boot from flash (or download mode if forced). */
+void
+emu_press_rst(struct emu *e, uint64_t now_us)
+{
+	emu_tick(e, now_us);
+	if (e->state == EMU_ST_UNPLUGGED)
+		return;
+	e->en_low = 0;
+	if (e->boot_model)
+		emu_reset(e, now_us, EMU_RS_HARD_RESET, 0);
+	else {
+		emu_queue_cut(e, now_us);
+		emu_leave(e, EMU_ST_APP, EMU_RS_HARD_RESET);
+	}
+}
+
+/* The USB ids the unit shows now. */
+int
+emu_usb_id(const struct emu *e, uint16_t *vid, uint16_t *pid)
+{
+	if (e->state == EMU_ST_UNPLUGGED)
+		return (-ENODEV);
+	if (e->link != EMU_LINK_USB) {
+		*vid = EMU_VID_SILABS;
+		*pid = EMU_PID_CP2102;
+		return (0);
+	}
+	*vid = EMU_VID_ESPRESSIF;
+	*pid = e->state == EMU_ST_APP ? EMU_PID_APP : EMU_PID_ROM;
+	return (0);
+}
+
+/* Whether the flasher stub is what answers now. */
+int
+emu_stub(const struct emu *e)
+{
+	return (e->stub);
+}
+
+/* Bumped whenever the port goes away and comes back. */
+uint64_t
+emu_generation(const struct emu *e)
+{
+	return (e->gen);
+}
+
+/* FORCE_DOWNLOAD_BOOT as it stands. */
+int
+emu_force_download(const struct emu *e)
+{
+	return (e->force_dl);
+}
+
+/* The last line of the last boot. */
+const char *
+emu_boot_line(const struct emu *e)
+{
+	return (e->boot_line);
+}
+
+/* Whether the last boot found a valid app. */
+int
+emu_boot_ok(const struct emu *e)
+{
+	return (e->boot_ok);
+}
+
+/* Name of a board model, as --board spells it. */
+const char *
+emu_board_name(enum emu_board b)
+{
+	return (b < EMU_BOARD__MAX ? emu_board_names[b] : "?");
+}
+
+/* A board model by name; -1 when unknown. */
+int
+emu_board_parse(const char *s)
+{
+	int	i;
+
+	for (i = 0; i < EMU_BOARD__MAX; i++)
+		if (strcmp(s, emu_board_names[i]) == 0)
+			return (i);
+	return (-1);
 }
 
 /* The last DTR/RTS state recorded. */
@@ -1871,7 +3063,7 @@ emu_parse_op(const char *s)
 
 /* Keys each fault kind takes (bit per key, in emu_fault_keys order). */
 static const char *emu_fault_keys[] = {
-	"unit", "kind", "op", "at", "count", "ms", "code", "dir"
+	"unit", "kind", "op", "at", "count", "ms", "code", "dir", "factor"
 };
 #define EMU_K_UNIT	0x01
 #define EMU_K_KIND	0x02
@@ -1881,6 +3073,7 @@ static const char *emu_fault_keys[] = {
 #define EMU_K_MS	0x20
 #define EMU_K_CODE	0x40
 #define EMU_K_DIR	0x80
+#define EMU_K_FACTOR	0x100
 
 static const unsigned emu_fault_allowed[EMU_FAULT__MAX] = {
 	/* drop-reply */ EMU_K_UNIT | EMU_K_KIND | EMU_K_OP | EMU_K_AT |
@@ -1895,7 +3088,11 @@ static const unsigned emu_fault_allowed[EMU_FAULT__MAX] = {
 	    EMU_K_COUNT,
 	/* noise */ EMU_K_UNIT | EMU_K_KIND | EMU_K_OP | EMU_K_AT |
 	    EMU_K_COUNT,
-	/* unplug */ EMU_K_UNIT | EMU_K_KIND | EMU_K_AT | EMU_K_DIR,
+	/* unplug */ EMU_K_UNIT | EMU_K_KIND | EMU_K_OP | EMU_K_AT |
+	    EMU_K_DIR,
+	/* reenum */ EMU_K_UNIT | EMU_K_KIND | EMU_K_OP | EMU_K_AT |
+	    EMU_K_COUNT,
+	/* slow-flash */ EMU_K_UNIT | EMU_K_KIND | EMU_K_FACTOR,
 };
 
 /*
@@ -1931,7 +3128,8 @@ emu_fault_parse(const char *spec, struct emu_fault *f, char **cause)
 				break;
 		if (k == nitems(emu_fault_keys)) {
 			*cause = xasprintf("--fault '%s': unknown key '%s' "
-			    "(keys: unit, kind, op, at, count, ms, code, dir)",
+			    "(keys: unit, kind, op, at, count, ms, code, dir, "
+			    "factor)",
 			    spec, item);
 			goto out;
 		}
@@ -1950,7 +3148,8 @@ emu_fault_parse(const char *spec, struct emu_fault *f, char **cause)
 			if (kind < 0) {
 				*cause = xasprintf("--fault '%s': unknown kind "
 				    "'%s' (drop-reply, corrupt, stall, "
-				    "rom-error, bitflip, noise, unplug)",
+				    "rom-error, bitflip, noise, unplug, "
+				    "reenum, slow-flash)",
 				    spec, eq);
 				goto out;
 			}
@@ -1978,7 +3177,8 @@ emu_fault_parse(const char *spec, struct emu_fault *f, char **cause)
 			if (emu_parse_u64(eq, &v) != 0 ||
 			    (bit == EMU_K_UNIT && v > 65535) ||
 			    (bit == EMU_K_MS && (v == 0 || v > 600000)) ||
-			    (bit == EMU_K_CODE && (v == 0 || v > 0xff))) {
+			    (bit == EMU_K_CODE && (v == 0 || v > 0xff)) ||
+			    (bit == EMU_K_FACTOR && (v < 2 || v > 1000))) {
 				*cause = xasprintf("--fault '%s': bad value "
 				    "'%s' for %s", spec, eq, item);
 				goto out;
@@ -1991,6 +3191,8 @@ emu_fault_parse(const char *spec, struct emu_fault *f, char **cause)
 				f->count = v;
 			else if (bit == EMU_K_MS)
 				f->ms = (uint32_t)v;
+			else if (bit == EMU_K_FACTOR)
+				f->factor = (uint32_t)v;
 			else
 				f->code = (uint8_t)v;
 			break;
@@ -2012,6 +3214,16 @@ emu_fault_parse(const char *spec, struct emu_fault *f, char **cause)
 	    (seen & EMU_K_AT) == 0) {
 		*cause = xasprintf("--fault '%s': kind=%s needs at=", spec,
 		    emu_fault_names[kind]);
+		goto out;
+	}
+	if (kind == EMU_FAULT_SLOW_FLASH && (seen & EMU_K_FACTOR) == 0) {
+		*cause = xasprintf("--fault '%s': kind=slow-flash needs "
+		    "factor= (2 to 1000)", spec);
+		goto out;
+	}
+	if (kind == EMU_FAULT_UNPLUG && f->op >= 0 && f->at == 0) {
+		*cause = xasprintf("--fault '%s': at= counts commands from 1 "
+		    "when op= is given", spec);
 		goto out;
 	}
 	if (kind == EMU_FAULT_STALL && (seen & EMU_K_MS) == 0) {

@@ -31,7 +31,9 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: espfleet-sim --units N --dir DIR [--chip esp32s2|esp32]\n"
 	    "           [--flash-size 4MB] [--profile fast|realistic]\n"
-	    "           [--fault SPEC]... [--seed N]\n");
+	    "           [--fault SPEC]... [--seed N] [--boot]\n"
+	    "           [--start app|download] [--silent[=K]]...\n"
+	    "           [--board [K=]plain|bridge|idf-cdc|tinyusb]...\n");
 }
 
 /* Complain about the command line and exit 2. */
@@ -65,6 +67,19 @@ on_stats(int sig)
 	(void)sig;
 	if (sim_running != NULL)
 		sim_request_stats(sim_running);
+}
+
+/* SIGUSR2: hold BOOT and press RST on every unit (async-signal-safe). */
+static void
+on_boot_rst(int sig)
+{
+	unsigned	k;
+
+	(void)sig;
+	if (sim_running == NULL)
+		return;
+	for (k = 0; k < sim_units(sim_running); k++)
+		sim_press_boot_rst(sim_running, k);
 }
 
 /* A whole decimal number in [lo, hi]; exits 2 otherwise. */
@@ -110,6 +125,10 @@ main(int argc, char **argv)
 		{ "profile",	required_argument,	NULL, 'p' },
 		{ "fault",	required_argument,	NULL, 'F' },
 		{ "seed",	required_argument,	NULL, 's' },
+		{ "boot",	no_argument,		NULL, 'B' },
+		{ "start",	required_argument,	NULL, 'S' },
+		{ "board",	required_argument,	NULL, 'b' },
+		{ "silent",	optional_argument,	NULL, 'q' },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ "version",	no_argument,		NULL, 'V' },
 		{ NULL,		0,			NULL, 0 }
@@ -120,9 +139,15 @@ main(int argc, char **argv)
 	char			*cause, mac[18];
 	uint8_t			 m[6];
 	unsigned		 k;
-	int			 ch, rc, have_units = 0;
+	enum emu_board		 boards[SIM_MAX_UNITS];
+	int			 silent[SIM_MAX_UNITS];
+	unsigned char		 unit_set[SIM_MAX_UNITS];
+	unsigned long long	 which;
+	char			*eq;
+	int			 ch, rc, have_units = 0, board, per_unit = 0;
 
 	memset(&cfg, 0, sizeof(cfg));
+	memset(unit_set, 0, sizeof(unit_set));
 	cfg.chip = CHIP_ESP32S2;
 	cfg.profile = EMU_PROFILE_FAST;
 	cfg.faults = faults;
@@ -172,6 +197,48 @@ main(int argc, char **argv)
 		case 's':
 			cfg.seed = parse_num("--seed", optarg, 0, UINT64_MAX);
 			break;
+		case 'B':
+			cfg.boot = 1;
+			break;
+		case 'S':
+			if (strcmp(optarg, "app") == 0)
+				cfg.start_app = 1;
+			else if (strcmp(optarg, "download") == 0)
+				cfg.start_app = 0;
+			else
+				usage_error("--start '%s': use app or download",
+				    optarg);
+			break;
+		case 'b':
+			which = SIM_MAX_UNITS;
+			if ((eq = strchr(optarg, '=')) != NULL) {
+				*eq = '\0';
+				which = parse_num("--board K=", optarg, 0,
+				    SIM_MAX_UNITS - 1);
+				optarg = eq + 1;
+			}
+			if ((board = emu_board_parse(optarg)) < 0)
+				usage_error("--board '%s': use plain, bridge, "
+				    "idf-cdc or tinyusb", optarg);
+			if (which == SIM_MAX_UNITS)
+				cfg.board = (enum emu_board)board;
+			else {
+				boards[which] = (enum emu_board)board;
+				per_unit |= 1;
+				unit_set[which] |= 1;
+			}
+			break;
+		case 'q':
+			if (optarg == NULL)
+				cfg.app_silent = 1;
+			else {
+				which = parse_num("--silent=", optarg, 0,
+				    SIM_MAX_UNITS - 1);
+				silent[which] = 1;
+				per_unit |= 2;
+				unit_set[which] |= 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return (0);
@@ -189,6 +256,22 @@ main(int argc, char **argv)
 		usage_error("--units N is required");
 	if (cfg.dir == NULL)
 		usage_error("--dir DIR is required");
+	if (!cfg.boot && (cfg.start_app || cfg.board != EMU_BOARD_PLAIN ||
+	    cfg.app_silent || per_unit))
+		usage_error("--start, --board and --silent need --boot");
+	for (k = 0; k < SIM_MAX_UNITS; k++) {
+		if (unit_set[k] != 0 && k >= cfg.units)
+			usage_error("--board or --silent names unit %u, but "
+			    "units are numbered 0 to %u", k, cfg.units - 1);
+		if (!(unit_set[k] & 1))
+			boards[k] = cfg.board;
+		if (!(unit_set[k] & 2))
+			silent[k] = cfg.app_silent;
+	}
+	if (per_unit & 1)
+		cfg.boards = boards;
+	if (per_unit & 2)
+		cfg.silent = silent;
 	for (k = 0; k < cfg.nfaults; k++) {
 		if (faults[k].unit >= (int)cfg.units)
 			usage_error("--fault unit=%d: units are numbered 0 to "
@@ -207,6 +290,7 @@ main(int argc, char **argv)
 	handle(SIGTERM, on_stop);
 	handle(SIGHUP, on_stop);
 	handle(SIGUSR1, on_stats);
+	handle(SIGUSR2, on_boot_rst);
 
 	for (k = 0; k < sim_units(s); k++) {
 		sim_mac(s, k, m);

@@ -26,6 +26,7 @@
 
 #include "chip.h"
 #include "flash.h"
+#include "flog.h"
 #include "image.h"
 #include "job.h"
 #include "transport.h"
@@ -54,11 +55,13 @@ struct flash_port {
 	uint64_t	 last_line;	/* ms of the last progress line */
 	int		 told_identity;
 	int		 told_end;
+	int		 recorded;	/* its unit record is written */
 };
 
 struct flash_ctx {
 	struct flash_port	*ports;
 	size_t			 nports;
+	struct flog		*flog;		/* unit records; NULL: --no-log */
 	size_t			 name_width;
 	struct image_set	*set;
 	unsigned		 jobs;
@@ -74,11 +77,17 @@ struct flash_ctx {
 static const struct option flash_options[] = {
 	{ "after", required_argument, NULL, 'a' },
 	{ "baud", required_argument, NULL, 'b' },
+	{ "before", required_argument, NULL, 'B' },
+	{ "boot-wait", required_argument, NULL, 'w' },
+	{ "chip", required_argument, NULL, 'c' },
 	{ "force", no_argument, NULL, 'f' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "jobs", required_argument, NULL, 'j' },
 	{ "json", no_argument, NULL, 'J' },
+	{ "log", required_argument, NULL, 'L' },
+	{ "no-log", no_argument, NULL, 'N' },
 	{ "port", required_argument, NULL, 'p' },
+	{ "stub", required_argument, NULL, 'S' },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -89,7 +98,12 @@ flash_usage(FILE *f)
 	fprintf(f,
 	    "usage: espfleet flash --port PATH [--port PATH]... [--jobs N] "
 	    "[--baud RATE]\n"
-	    "                      [--after reboot|stay] [--json] [--force] "
+	    "                      [--before default-reset|no-reset] "
+	    "[--after reboot|stay]\n"
+	    "                      [--boot-wait SECONDS] [--stub FILE] [--json] "
+	    "[--force]\n"
+	    "                      [--chip CHIP (default esp32s2)]\n"
+	    "                      [--log PATH | --no-log] "
 	    "(IMAGE | OFFSET FILE...)\n");
 }
 
@@ -218,7 +232,8 @@ flash_check_ports(char **paths, size_t n, int json)
  * that starts with an image); NULL if it does not say.
  */
 static const struct chip_info *
-flash_guess_chip(const struct image_set *set)
+flash_guess_chip(const struct image_set *set,
+    const struct image_region **where)
 {
 	const struct chip_info	*c;
 	struct image_header	*h;
@@ -231,7 +246,7 @@ flash_guess_chip(const struct image_set *set)
 		c = chip_by_id((enum chip_id)id);
 		if (c == NULL || !c->full_support || c->image_chip_id < 0)
 			continue;
-		p = image_at(set, c->bootloader_offset, &avail, NULL);
+		p = image_at(set, c->bootloader_offset, &avail, where);
 		if (p != NULL && image_parse_header(p, avail, h) == 0 &&
 		    h->chip_id == c->image_chip_id)
 			goto found;
@@ -240,6 +255,7 @@ flash_guess_chip(const struct image_set *set)
 		if (image_parse_header(set->regions[i].data,
 		    set->regions[i].len, h) != 0)
 			continue;
+		*where = &set->regions[i];
 		if ((c = chip_by_image_id(h->chip_id)) != NULL)
 			goto found;
 	}
@@ -431,9 +447,44 @@ flash_json_result(const struct flash_port *fp, const struct job_progress *p)
 	if (p->flash_size != 0)
 		json_object_object_add(o, "flash_size",
 		    json_object_new_int64(p->flash_size));
+	if (p->rev_major >= 0) {
+		snprintf(text, sizeof(text), "v%d.%d", p->rev_major,
+		    p->rev_minor);
+		json_object_object_add(o, "revision",
+		    json_object_new_string(text));
+	}
+	if (p->flash_id != 0) {
+		snprintf(text, sizeof(text), "0x%06x", p->flash_id);
+		json_object_object_add(o, "flash_id",
+		    json_object_new_string(text));
+	}
+	if (p->crystal_mhz != 0)
+		json_object_object_add(o, "crystal_mhz",
+		    json_object_new_int((int)p->crystal_mhz));
+	if (p->sec.valid) {
+		json_object_object_add(o, "security_flags",
+		    json_object_new_int64(p->sec.flags));
+		json_object_object_add(o, "security",
+		    json_object_new_string(p->security));
+	}
+	if (p->chip[0] != '\0')
+		json_object_object_add(o, "loader",
+		    json_object_new_string(p->stub ? "stub" : "rom"));
+	if (p->how[0] != '\0')
+		json_object_object_add(o, "download_mode",
+		    json_object_new_string(p->how));
+	if (p->need_manual)
+		json_object_object_add(o, "needs_boot_button",
+		    json_object_new_boolean(1));
 	if (p->note[0] != '\0')
 		json_object_object_add(o, "note",
 		    json_object_new_string(p->note));
+	if (p->boot_result != LOADER_BOOT_NONE) {
+		json_object_object_add(o, "boot_check",
+		    json_object_new_string(loader_boot_name(p->boot_result)));
+		json_object_object_add(o, "boot",
+		    json_object_new_string(p->boot));
+	}
 	if (p->t_start != 0 && p->t_end >= p->t_start)
 		json_object_object_add(o, "seconds", json_object_new_double(
 		    (double)(p->t_end - p->t_start) / 1000.0));
@@ -615,6 +666,44 @@ flash_schedule(struct flash_ctx *ctx)
 	}
 }
 
+/*
+ * Append the unit record (flog.h) of every port whose job ended and has
+ * none yet.  Failing to record is said but does not fail the units.
+ */
+static void
+flash_record(struct flash_ctx *ctx)
+{
+	struct flash_port	*fp;
+	struct flog_unit	*u;
+	struct job_progress	 p;
+	char			*cause;
+	size_t			 i;
+
+	if (ctx->flog == NULL)
+		return;
+	u = xmalloc(sizeof(*u));
+	for (i = 0; i < ctx->nports; i++) {
+		fp = &ctx->ports[i];
+		if (fp->recorded || !job_done(fp->job))
+			continue;
+		fp->recorded = 1;
+		job_get(fp->job, &p);
+		flog_unit_from_job(u, fp->path, &p, ctx->set,
+		    ctx->interrupted);
+		if (fp->start_error != NULL) {
+			u->result = FLOG_FAILED;
+			snprintf(u->reason, sizeof(u->reason), "%s",
+			    fp->start_error);
+		}
+		cause = NULL;
+		if (flog_append_job(ctx->flog, u, &cause) != 0) {
+			flash_bad(ctx->json, "%s", cause);
+			free(cause);
+		}
+	}
+	free(u);
+}
+
 /* Have all jobs ended? */
 static int
 flash_all_done(struct flash_ctx *ctx)
@@ -652,6 +741,7 @@ flash_loop(struct flash_ctx *ctx)
 	for (;;) {
 		flash_schedule(ctx);
 		flash_report(ctx, 0);
+		flash_record(ctx);
 		if (flash_all_done(ctx))
 			break;
 		pfd[0].fd = ctx->wake_fd;
@@ -686,7 +776,7 @@ flash_summary(struct flash_ctx *ctx)
 	struct json_object	*o;
 	char			 text[512], id[128];
 	size_t			 i, verified = 0, failed = 0;
-	size_t			 cancelled = 0;
+	size_t			 cancelled = 0, bootfail = 0;
 	int			 status;
 
 	if (!ctx->json)
@@ -694,6 +784,8 @@ flash_summary(struct flash_ctx *ctx)
 	for (i = 0; i < ctx->nports; i++) {
 		fp = &ctx->ports[i];
 		job_get(fp->job, &p);
+		if (p.boot_result == LOADER_BOOT_FAILED)
+			bootfail++;
 		if (p.state == JOB_ST_VERIFIED)
 			verified++;
 		else if (p.state == JOB_ST_CANCELLED && fp->start_error == NULL)
@@ -716,15 +808,18 @@ flash_summary(struct flash_ctx *ctx)
 			printf("%s: verified (%s; %llu bytes in %.1f s)\n",
 			    fp->name, id, (unsigned long long)p.bytes_total,
 			    (double)(p.t_end - p.t_start) / 1000.0);
+			if (p.boot[0] != '\0')
+				printf("%s: %s\n", fp->name, p.boot);
 			if (p.note[0] != '\0')
 				printf("%s: note: %s\n", fp->name, p.note);
 		} else
 			printf("%s: %s\n", fp->name, text);
 	}
 	if (ctx->interrupted)
-		status = FLASH_EXIT_INTR;
+		status = flash_signalled > 0 ? 128 + flash_signalled :
+		    FLASH_EXIT_INTR;	/* the shell's 128 + signal number */
 	else
-		status = verified == ctx->nports ? 0 : 1;
+		status = verified == ctx->nports && bootfail == 0 ? 0 : 1;
 	if (ctx->json) {
 		o = json_object_new_object();
 		json_object_object_add(o, "event",
@@ -773,15 +868,21 @@ flash_main(int argc, char **argv)
 	struct flash_ctx	 ctx;
 	struct job_params	 params;
 	struct image_load_opts	 opts;
-	const struct chip_info	*chip;
+	const struct chip_info	*chip, *target;
+	const struct image_region *where = NULL;
 	char			**paths = NULL, *cause = NULL;
 	size_t			 npaths = 0, i;
 	long			 v;
 	int			 ch, status = FLASH_EXIT_USAGE, force = 0;
-	int			 json = 0;
+	int			 json = 0, no_log = 0;
+	const char		*log_path = NULL;
+	struct loader_stub	 stub;
+	const char		*stub_path = NULL;
 
 	memset(&ctx, 0, sizeof(ctx));
 	memset(&params, 0, sizeof(params));
+	memset(&stub, 0, sizeof(stub));
+	target = chip_by_id(CHIP_ESP32S2);
 	params.after = LOADER_AFTER_REBOOT;
 	ctx.wake_fd = -1;
 	optind = 1;
@@ -808,8 +909,39 @@ flash_main(int argc, char **argv)
 			}
 			params.baud = (unsigned)v;
 			break;
+		case 'B':
+			if (strcmp(optarg, "default-reset") == 0)
+				params.before = LOADER_BEFORE_DEFAULT;
+			else if (strcmp(optarg, "no-reset") == 0)
+				params.before = LOADER_BEFORE_NO_RESET;
+			else {
+				flash_bad(json, "--before takes default-reset or "
+				    "no-reset, not \"%s\"", optarg);
+				goto usage;
+			}
+			break;
+		case 'c':
+			target = chip_by_name(optarg);
+			if (target == NULL || !target->full_support) {
+				flash_bad(json, "--chip takes a chip espfleet "
+				    "can flash (esp32s2), not \"%s\"", optarg);
+				goto usage;
+			}
+			break;
 		case 'f':
 			force = 1;
+			break;
+		case 'S':
+			stub_path = optarg;
+			break;
+		case 'w':
+			if ((v = flash_number(optarg, 0, 60)) == -1) {
+				flash_bad(json, "--boot-wait takes seconds from "
+				    "0 (no boot check) to 60, not \"%s\"",
+				    optarg);
+				goto usage;
+			}
+			params.boot_ms = v == 0 ? -1 : (int)v * 1000;
 			break;
 		case 'h':
 			flash_usage(stdout);
@@ -825,6 +957,12 @@ flash_main(int argc, char **argv)
 			break;
 		case 'J':
 			json = 1;
+			break;
+		case 'L':
+			log_path = optarg;
+			break;
+		case 'N':
+			no_log = 1;
 			break;
 		case 'p':
 			paths = xrealloc(paths, (npaths + 1) * sizeof(*paths));
@@ -850,19 +988,49 @@ flash_main(int argc, char **argv)
 	}
 
 	/* Everything is checked before any port is opened. */
+	if (stub_path != NULL) {
+		if (loader_stub_load(stub_path, &stub, &cause) != 0) {
+			flash_bad(json, "%s", cause);
+			goto out;
+		}
+		params.stub = &stub;
+	}
 	memset(&opts, 0, sizeof(opts));
 	opts.force = force;
 	if (image_load(&ctx.set, argc, argv, &opts, &cause) != 0) {
 		flash_bad(json, "%s", cause);
 		goto out;
 	}
-	if ((chip = flash_guess_chip(ctx.set)) != NULL &&
-	    image_check_chip(ctx.set, chip, force, &cause) != 0) {
+	/*
+	 * No unit is identified yet: an image whose headers name another
+	 * chip than the target is refused as such, and the image is checked
+	 * against the target, so an image with no usable header (cut short,
+	 * garbage) is refused here, before any port is opened.
+	 */
+	chip = flash_guess_chip(ctx.set, &where);
+	if (chip != NULL && chip != target && !force) {
+		flash_bad(json, "%s: this is an %s image; espfleet expects %s "
+		    "(use --chip or --force)", where != NULL ? where->name :
+		    "the image", chip->name, target->name);
+		goto out;
+	}
+	if (image_check_chip(ctx.set, target, force, &cause) != 0) {
 		flash_bad(json, "%s", cause);
 		goto out;
 	}
 	if (flash_check_ports(paths, npaths, json) != 0)
 		goto out;
+	/* A --log that cannot be used is bad input; the default, a warning. */
+	if (!no_log && flog_open(&ctx.flog, log_path, &cause) != 0) {
+		if (log_path != NULL) {
+			flash_bad(json, "%s", cause);
+			goto out;
+		}
+		fprintf(stderr, "espfleet flash: warning: %s; no unit records "
+		    "are kept (--log PATH or --no-log)\n", cause);
+		free(cause);
+		cause = NULL;
+	}
 
 	ctx.json = json;
 	ctx.live = !json && isatty(STDOUT_FILENO);
@@ -893,6 +1061,7 @@ flash_main(int argc, char **argv)
 		flash_interrupt(&ctx);
 	for (i = 0; i < ctx.nports; i++)
 		job_join(ctx.ports[i].job);
+	flash_record(&ctx);
 	status = flash_summary(&ctx);
 	flash_signals(0);
 	goto out;
@@ -910,6 +1079,8 @@ out:
 	if (ctx.wake_fd >= 0)
 		close(ctx.wake_fd);
 	image_free(ctx.set);
+	loader_stub_free(&stub);
+	flog_close(ctx.flog);
 	free(cause);
 	free(paths);
 	return (status);

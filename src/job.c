@@ -40,6 +40,9 @@ struct job {
 	pthread_mutex_t		 mtx;		/* guards prog */
 	struct job_progress	 prog;
 
+	char			 esphome[32];	/* version in the image, or "" */
+	size_t			 unsigned_images; /* ESP images, no signature */
+
 	/* Worker-only bookkeeping. */
 	uint64_t		 region_base;	/* bytes of earlier regions */
 	uint64_t		 t_data;	/* when writing data began */
@@ -116,11 +119,59 @@ job_phase_name(enum job_phase ph)
 	return (names[ph]);
 }
 
+/*
+ * Does the ESP image at addr carry a secure boot v2 signature block (magic
+ * 0xE7, version 2 RSA or 3 ECDSA) on the 4 KiB boundary after it?  -1 when
+ * no ESP image starts at addr.
+ */
+static int
+job_image_signed(const struct image_set *set, uint32_t addr)
+{
+	struct image_header	 h;
+	const uint8_t		*p;
+	size_t			 avail, sig;
+
+	if ((p = image_at(set, addr, &avail, NULL)) == NULL ||
+	    image_parse_header(p, avail, &h) != 0)
+		return (-1);
+	sig = ((size_t)h.image_len + IMAGE_SECTOR - 1) & ~(size_t)
+	    (IMAGE_SECTOR - 1);
+	return (sig + 4 <= avail && p[sig] == 0xe7 && (p[sig + 1] == 0x02 ||
+	    p[sig + 1] == 0x03) && p[sig + 2] == 0 && p[sig + 3] == 0);
+}
+
+/* How many of the job's ESP images (bootloader, apps) are unsigned. */
+size_t
+job_unsigned_images(const struct image_set *set)
+{
+	uint32_t	addrs[IMAGE_PART_MAX + 2];
+	size_t		i, n, k, count = 0;
+
+	n = image_app_addrs(set, 0x1000, addrs, IMAGE_PART_MAX);
+	addrs[n++] = 0x1000;		/* the S2 bootloader */
+	for (i = 0; i < set->nregions; i++) {
+		for (k = 0; k < n; k++)
+			if (addrs[k] == set->regions[i].offset)
+				break;
+		if (k == n && n < nitems(addrs))
+			addrs[n++] = set->regions[i].offset;
+	}
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < i; k++)
+			if (addrs[k] == addrs[i])
+				break;
+		if (k == i && job_image_signed(set, addrs[i]) == 0)
+			count++;
+	}
+	return (count);
+}
+
 /* Create a queued job; the image set must outlive it. */
 struct job *
 job_new(const char *port, const struct job_params *params, int wake_fd)
 {
 	const struct image_set	*set = params->set;
+	struct image_esphome	 esp;
 	struct job		*j;
 	size_t			 i;
 
@@ -142,8 +193,17 @@ job_new(const char *port, const struct job_params *params, int wake_fd)
 		memcpy(j->regions[i].md5hex, set->regions[i].md5hex,
 		    sizeof(j->regions[i].md5hex));
 	}
+	/* The ESPHome version the app in the image will announce. */
+	for (i = 0; i < set->nregions && j->esphome[0] == '\0'; i++) {
+		if (image_find_esphome(set->regions[i].data,
+		    set->regions[i].len, &esp) == 0 && esp.version[0] != '\0')
+			snprintf(j->esphome, sizeof(j->esphome), "%s",
+			    esp.version);
+	}
 	j->prog.state = JOB_ST_QUEUED;
 	j->prog.phase = JOB_PH_WAITING;
+	j->prog.rev_major = j->prog.rev_minor = -1;
+	j->unsigned_images = job_unsigned_images(set);
 	j->prog.bytes_total = set->total_len;
 	j->prog.nregions = (unsigned)set->nregions;
 	return (j);
@@ -255,6 +315,16 @@ job_identity(struct job *j, const struct loader *l)
 	j->prog.have_mac = l->have_mac;
 	j->prog.usb_otg = l->usb_otg;
 	j->prog.flash_size = l->flash_size;
+	if (l->chip != NULL) {
+		j->prog.rev_major = l->rev_major;
+		j->prog.rev_minor = l->rev_minor;
+	}
+	j->prog.flash_id = l->flash_id;
+	j->prog.crystal_mhz = l->crystal_mhz;
+	j->prog.sec = l->sec;
+	if (l->sec.valid)
+		loader_security_text(&l->sec, j->prog.security,
+		    sizeof(j->prog.security));
 	pthread_mutex_unlock(&j->mtx);
 	job_wake(j);
 }
@@ -282,6 +352,9 @@ job_check_unit(struct job *j, struct loader *l, char **cause)
 {
 	int	error;
 
+	if ((error = loader_security_check(&l->sec, j->unsigned_images,
+	    cause)) != 0)
+		return (error);
 	if ((error = image_check_chip(j->params.set, l->chip,
 	    j->params.force, cause)) != 0)
 		return (error);
@@ -290,6 +363,45 @@ job_check_unit(struct job *j, struct loader *l, char **cause)
 	    cause)) != 0)
 		return (error);
 	return (0);
+}
+
+/* Reopen through the job's own open hook (the kind stays unknown). */
+static int
+job_reopen_cb(void *arg, struct xport *xp, const char *path,
+    enum chip_usb_kind *kind, char **cause)
+{
+	struct job	*j = arg;
+
+	(void)path;
+	*kind = USB_KIND_UNKNOWN;
+	return (j->params.open_cb(j->params.open_arg, xp, j->port, cause));
+}
+
+/* After the reboot: how sure are we the new firmware runs? */
+static void
+job_boot_check(struct job *j, struct loader *l)
+{
+	struct loader_boot_opts	 o;
+	enum loader_boot	 result = LOADER_BOOT_NONE;
+	char			 text[LOADER_BOOT_TEXT];
+
+	memset(&o, 0, sizeof(o));
+	o.wait_ms = (unsigned)j->params.boot_ms;
+	o.esphome = j->esphome;
+	if (j->params.open_cb != NULL) {
+		o.reopen = job_reopen_cb;
+		o.reopen_arg = j;
+	}
+	if (loader_boot_check(l, &o, &result, text) != 0) {
+		job_note(j, "cancelled during the boot check");
+		return;
+	}
+	pthread_mutex_lock(&j->mtx);
+	j->prog.boot_result = result;
+	snprintf(j->prog.boot, sizeof(j->prog.boot), "%s", text);
+	j->prog.gen++;
+	pthread_mutex_unlock(&j->mtx);
+	job_wake(j);
 }
 
 /* Everything one unit goes through, on the worker thread. */
@@ -324,9 +436,47 @@ job_main(void *arg)
 	loader_init(&l, &xp);
 	l.progress = job_progress_cb;
 	l.progress_arg = j;
+	l.before = j->params.before;
+	l.port_kind = j->params.port_kind;
+	l.baud_cb = j->params.baud_cb;
+	l.baud_arg = j->params.baud_arg;
+	if (j->params.open_cb != NULL) {
+		l.reopen = job_reopen_cb;
+		l.reopen_arg = j;
+	}
 
 	job_phase(j, JOB_PH_CONNECTING);
-	if ((error = loader_connect(&l)) != 0)
+	error = loader_connect(&l);
+	pthread_mutex_lock(&j->mtx);
+	snprintf(j->prog.how, sizeof(j->prog.how), "%s", l.how);
+	j->prog.need_manual = l.need_manual;
+	if (l.need_manual && j->params.manual_ms > 0)
+		snprintf(j->prog.note, sizeof(j->prog.note), "%s",
+		    "waiting: hold BOOT, press RST, release BOOT");
+	j->prog.gen++;
+	pthread_mutex_unlock(&j->mtx);
+	job_wake(j);
+	if (error == -ETIMEDOUT && l.need_manual && j->params.manual_ms > 0) {
+		/* The row shows the instruction; go on once the ROM is up. */
+		if ((error = loader_wait_download(&l,
+		    j->params.manual_ms)) == -ETIMEDOUT) {
+			snprintf(note, sizeof(note), "the unit did not come up "
+			    "in download mode within %u s; hold BOOT, press "
+			    "RST, release BOOT and retry",
+			    j->params.manual_ms / 1000);
+			job_end(j, error, note);
+			goto out;
+		} else if (error != 0)
+			goto fail;
+		pthread_mutex_lock(&j->mtx);
+		snprintf(j->prog.how, sizeof(j->prog.how), "%s", l.how);
+		j->prog.need_manual = 0;
+		j->prog.note[0] = '\0';
+		j->prog.gen++;
+		pthread_mutex_unlock(&j->mtx);
+		job_wake(j);
+	}
+	if (error != 0)
 		goto fail;
 	job_phase(j, JOB_PH_IDENTIFYING);
 	error = loader_detect(&l);
@@ -334,6 +484,13 @@ job_main(void *arg)
 	if (error != 0)
 		goto fail;
 	job_phase(j, JOB_PH_CONFIGURING);
+	if (j->params.stub != NULL) {
+		if ((error = loader_run_stub(&l, j->params.stub)) != 0)
+			goto fail;
+		pthread_mutex_lock(&j->mtx);
+		j->prog.stub = 1;
+		pthread_mutex_unlock(&j->mtx);
+	}
 	if ((error = loader_attach(&l)) != 0)
 		goto fail;
 	job_identity(j, &l);
@@ -354,6 +511,9 @@ job_main(void *arg)
 			goto fail;
 		j->region_base += j->regions[i].len;
 	}
+	/* A stub answers FLASH_DEFL_END(1) once everything is written. */
+	if ((error = loader_stub_end(&l)) != 0)
+		goto fail;
 
 	if (l.retries > 0) {
 		snprintf(note, sizeof(note), "%u block%s had to be sent again "
@@ -369,6 +529,9 @@ job_main(void *arg)
 		    "download mode");
 	else if (error != 0)
 		job_note(j, loader_cause(&l));
+	else if (j->params.after == LOADER_AFTER_REBOOT &&
+	    j->params.boot_ms >= 0)
+		job_boot_check(j, &l);
 	job_end(j, 0, NULL);
 	goto out;
 

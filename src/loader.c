@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+#include <nettle/base64.h>
 #include <zlib.h>
 
 #include "chip.h"
@@ -27,10 +29,13 @@
 #define S2_EFUSE_WORD4		0x3F41A054u
 #define S2_GPIO_STRAP		0x3F404038u
 #define S2_RTC_OPTION1		0x3F408128u
+#define S2_FORCE_DL_BOOT	0x1u	/* RTC_CNTL_OPTION1 bit 0 */
 #define S2_WDT_CONFIG0		0x3F408094u
 #define S2_WDT_CONFIG1		0x3F408098u
 #define S2_WDT_WPROTECT		0x3F4080ACu
 #define S2_WDT_WKEY		0x50D83AA1u
+
+#define ESP32_UART_CLKDIV	0x3FF40014u	/* esptool targets/esp32.py */
 
 /* SPI user-command bits (PROTOCOL.md 4.3). */
 #define SPI_CMD_USR		(1u << 18)
@@ -44,6 +49,11 @@
 #define LOADER_SYNC_GAP_MS	50	/* pause after a failed SYNC */
 #define LOADER_DRAIN_MS		200	/* repeated "invalid" replies */
 #define LOADER_BAUD_SETTLE_MS	50	/* after CHANGE_BAUDRATE */
+#define LOADER_REOPEN_GAP_MS	100	/* between tries to reopen a port */
+#define LOADER_STUB_BLOCK	0x4000	/* stub FLASH_DEFL_DATA block */
+#define LOADER_USB_BLOCK	0x800	/* S2 USB-OTG: stub and MEM blocks */
+#define LOADER_RAM_BLOCK	0x1800	/* MEM_DATA block (ESP_RAM_BLOCK) */
+#define LOADER_OHAI_MS		3000	/* the stub's hello */
 
 /* ============================ errors ================================== */
 
@@ -135,6 +145,8 @@ loader_init(struct loader *l, struct xport *xp)
 	l->default_ms = 3000;
 	l->connect_attempts = 7;
 	l->block_attempts = 3;
+	l->reenum_ms = 5000;
+	l->trick_ms = 1500;
 	slip_dec_init(&l->dec, l->frame, sizeof(l->frame));
 }
 
@@ -189,16 +201,24 @@ loader_recv(struct loader *l, uint64_t deadline)
 	}
 }
 
-/* SLIP-encode the len-byte request in l->tx and write it. */
+/* SLIP-encode the len-byte request in buf and write it. */
 static int
-loader_send(struct loader *l, size_t len, uint64_t deadline)
+loader_send_buf(struct loader *l, const uint8_t *buf, size_t len,
+    uint64_t deadline)
 {
 	size_t	n;
 
 	if (len == 0 ||
-	    (n = slip_encode(l->wire, sizeof(l->wire), l->tx, len)) == 0)
+	    (n = slip_encode(l->wire, sizeof(l->wire), buf, len)) == 0)
 		return (-EMSGSIZE);
 	return (xport_write(l->xp, l->wire, n, deadline));
+}
+
+/* SLIP-encode the len-byte request in l->tx and write it. */
+static int
+loader_send(struct loader *l, size_t len, uint64_t deadline)
+{
+	return (loader_send_buf(l, l->tx, len, deadline));
 }
 
 /* Swallow the copies of an "invalid message" reply the ROM repeats. */
@@ -354,65 +374,415 @@ loader_sync_once(struct loader *l)
 	return (0);
 }
 
-/* One reset strategy per attempt, esptool's POSIX order (PROTOCOL 8.1). */
+/* What the transport says the port is, from its USB ids. */
+static enum chip_usb_kind
+loader_xport_kind(const struct xport *xp)
+{
+	uint16_t	vid, pid;
+
+	if (xport_usb_id(xp, &vid, &pid) != 0)
+		return (USB_KIND_UNKNOWN);
+	return (chip_usb_classify(vid, pid));
+}
+
+/*
+ * The port vanished (re-enumeration after the reset): close it and try to
+ * open the same path again until the deadline.  0 once open, -ETIMEDOUT,
+ * or -ECANCELED.
+ */
 static int
-loader_reset_into_rom(struct loader *l, unsigned attempt)
+loader_reopen(struct loader *l, loader_reopen_cb reopen, void *arg,
+    uint64_t deadline, enum chip_usb_kind *kind)
+{
+	struct xport	*xp = l->xp;
+	char		*path, *cause = NULL;
+	int		 cancel_fd = xp->cancel_fd, error;
+
+	path = xstrdup(xp->path != NULL ? xp->path : "");
+	xport_close(xp);
+	l->rx_off = l->rx_len = 0;
+	slip_dec_init(&l->dec, l->frame, sizeof(l->frame));
+	for (;;) {
+		*kind = USB_KIND_UNKNOWN;
+		xport_init(xp, cancel_fd);
+		if (reopen != NULL)
+			error = reopen(arg, xp, path, kind, &cause);
+		else if ((error = xport_open(xp, path, &cause)) == 0)
+			*kind = loader_xport_kind(xp);
+		free(cause);
+		cause = NULL;
+		if (error == 0)
+			break;
+		if (util_ms_left(deadline) == 0) {
+			error = -ETIMEDOUT;
+			break;
+		}
+		if ((error = xport_pause(xp, MINIMUM(LOADER_REOPEN_GAP_MS,
+		    util_ms_left(deadline)))) != 0)
+			break;
+	}
+	free(path);
+	return (error);
+}
+
+/* esptool's USBJTAGSerialReset for USB-Serial/JTAG ports (PROTOCOL 8.1). */
+static int
+loader_reset_usb_jtag(struct loader *l)
+{
+	struct xport	*x = l->xp;
+	int		 error;
+
+	if ((error = xport_set_rts(x, 0)) != 0 ||
+	    (error = xport_set_dtr(x, 0)) != 0 ||
+	    (error = xport_pause(x, 100)) != 0 ||
+	    (error = xport_set_dtr(x, 1)) != 0 ||
+	    (error = xport_set_rts(x, 0)) != 0 ||
+	    (error = xport_pause(x, 100)) != 0 ||
+	    (error = xport_set_rts(x, 1)) != 0 ||
+	    (error = xport_set_dtr(x, 0)) != 0 ||
+	    (error = xport_set_rts(x, 1)) != 0 ||
+	    (error = xport_pause(x, 100)) != 0 ||
+	    (error = xport_set_dtr(x, 0)) != 0 ||
+	    (error = xport_set_rts(x, 0)) != 0)
+		return (error);
+	return (0);
+}
+
+/*
+ * Reset strategy for a 0-based attempt on a bridge: esptool's POSIX order
+ * (PROTOCOL 8.1), cycled.  Names it in l->how.
+ */
+static int
+loader_reset_bridge(struct loader *l, unsigned attempt)
 {
 	unsigned	delay;
+	int		tight;
 
-	delay = (attempt - 1) % 2 == 0 ? 50 : 550;
-	if (((attempt - 1) / 2) % 2 == 0)
+	delay = attempt % 2 == 0 ? 50 : 550;
+	tight = (attempt / 2) % 2 == 0;
+	snprintf(l->how, sizeof(l->how), "%s reset (%u ms)", tight ?
+	    "tight" : "classic", delay);
+	if (tight)
 		return (xport_reset_tight(l->xp, delay));
 	return (xport_reset_classic(l->xp, delay));
 }
 
-/*
- * Get the ROM's attention.  The first attempt only syncs (a unit in USB
- * download mode is already listening and a reset could drop it out);
- * later attempts reset into the bootloader first when the port can.
- */
-int
-loader_connect(struct loader *l)
+/* What kind of port this is: preset, from its USB ids, or a guess. */
+static enum chip_usb_kind
+loader_port_kind(struct loader *l)
 {
-	unsigned	attempt, try;
-	char		text[4 * sizeof(l->noise) + 1];
-	int		error = -ETIMEDOUT;
+	enum chip_usb_kind	kind;
 
-	l->noise_len = 0;
-	for (attempt = 0; attempt < l->connect_attempts; attempt++) {
-		if (attempt > 0 && xport_can_reset(l->xp)) {
-			error = loader_reset_into_rom(l, attempt);
-			if (error != 0)
-				return (loader_io_fail(l, error, 0));
-		}
-		for (try = 0; try < LOADER_SYNC_TRIES; try++) {
-			if ((error = loader_flush(l)) != 0)
-				return (loader_io_fail(l, error, 0));
-			error = loader_sync_once(l);
-			if (error == 0)
-				return (0);
-			if (error == -ECANCELED || error == -ENODEV)
-				return (loader_prefix(l, error, "SYNC"));
-			if ((error = xport_pause(l->xp,
-			    LOADER_SYNC_GAP_MS)) != 0)
-				return (loader_io_fail(l, error, 0));
-		}
+	if (l->port_kind != USB_KIND_UNKNOWN)
+		return (l->port_kind);
+	if ((kind = loader_xport_kind(l->xp)) != USB_KIND_UNKNOWN)
+		return (kind);
+	/* An fd transport with a lines hook: an emulated bridge board. */
+	if (l->xp->lines_cb != NULL)
+		return (USB_KIND_BRIDGE);
+	return (USB_KIND_UNKNOWN);
+}
+
+/* Up to tries SYNCs with esptool's pause between them. */
+static int
+loader_sync_tries(struct loader *l, unsigned tries)
+{
+	unsigned	try;
+	int		error = -ETIMEDOUT, perr;
+
+	for (try = 0; try < tries; try++) {
+		if ((error = loader_flush(l)) != 0)
+			return (loader_io_fail(l, error, 0));
+		if ((error = loader_sync_once(l)) == 0)
+			return (0);
+		if (error == -ECANCELED || error == -ENODEV)
+			return (loader_prefix(l, error, "SYNC"));
+		if ((perr = xport_pause(l->xp, LOADER_SYNC_GAP_MS)) != 0)
+			return (loader_io_fail(l, perr, 0));
 	}
+	return (error);
+}
+
+/*
+ * After an app trick: if the port vanishes within trick_ms, wait up to
+ * reenum_ms for the same path to come back, then SYNC.  0 when the ROM
+ * answers, -ETIMEDOUT when not, -ECANCELED.
+ */
+static int
+loader_after_trick(struct loader *l)
+{
+	enum chip_usb_kind	 kind;
+	uint8_t			 buf[256];
+	uint64_t		 deadline;
+	int			 n, error;
+
+	deadline = util_now_ms() + l->trick_ms;
+	for (;;) {
+		n = xport_read(l->xp, buf, sizeof(buf), deadline);
+		if (n == -ECANCELED)
+			return (loader_io_fail(l, n, 0));
+		if (n == -ENODEV) {
+			error = loader_reopen(l, l->reopen, l->reopen_arg,
+			    util_now_ms() + l->reenum_ms, &kind);
+			if (error == -ECANCELED)
+				return (loader_io_fail(l, error, 0));
+			if (error != 0)
+				return (loader_fail(l, -ENODEV, "the port went "
+				    "away after %s and did not come back "
+				    "within %u ms", l->how, l->reenum_ms));
+			break;
+		}
+		if (n < 0)
+			break;	/* still there (USB persist?): SYNC */
+	}
+	return (loader_sync_tries(l, LOADER_SYNC_TRIES));
+}
+
+/*
+ * The ESP32-S2 app tricks (PROTOCOL.md 8.2), in order; lines ones only if
+ * the port has modem lines.  0 once the ROM answers.
+ */
+static int
+loader_app_tricks(struct loader *l)
+{
+	struct xport	*x = l->xp;
+	unsigned	 baud;
+	int		 error;
+
+	if (xport_can_reset(x)) {
+		/* ESP-IDF console: RTS falls while DTR is asserted. */
+		snprintf(l->how, sizeof(l->how), "the IDF console's RTS edge");
+		if ((error = xport_set_lines(x, 1, 1)) != 0 ||
+		    (error = xport_pause(x, 10)) != 0 ||
+		    (error = xport_set_lines(x, 1, 0)) != 0 ||
+		    (error = xport_pause(x, 10)) != 0 ||
+		    (error = xport_set_lines(x, 0, 0)) != 0)
+			return (loader_io_fail(l, error, 0));
+		if ((error = loader_after_trick(l)) != -ETIMEDOUT)
+			return (error);
+		/* Arduino TinyUSB: (0,1) (1,1) (1,0) (0,0). */
+		x = l->xp;
+		snprintf(l->how, sizeof(l->how), "the Arduino line-state "
+		    "sequence");
+		if ((error = xport_set_lines(x, 0, 1)) != 0 ||
+		    (error = xport_set_lines(x, 1, 1)) != 0 ||
+		    (error = xport_set_lines(x, 1, 0)) != 0 ||
+		    (error = xport_set_lines(x, 0, 0)) != 0)
+			return (loader_io_fail(l, error, 0));
+		if ((error = loader_after_trick(l)) != -ETIMEDOUT)
+			return (error);
+	}
+	/* Arduino: SET_LINE_CODING with 1200 bps. */
+	x = l->xp;
+	snprintf(l->how, sizeof(l->how), "the 1200-bps touch");
+	baud = x->baud != 0 ? x->baud : 115200;
+	if ((error = xport_set_baud(x, 1200)) != 0)
+		return (loader_io_fail(l, error, 0));
+	if (l->baud_cb != NULL)
+		l->baud_cb(l->baud_arg, 1200);
+	if ((error = xport_pause(x, 50)) != 0)
+		return (loader_io_fail(l, error, 0));
+	/* The port may be gone already; the reopened one starts afresh. */
+	(void)xport_set_baud(x, baud);
+	return (loader_after_trick(l));
+}
+
+/* Wait for someone to put the unit into download mode by hand. */
+int
+loader_wait_download(struct loader *l, unsigned ms)
+{
+	uint64_t	deadline = util_now_ms() + ms;
+	unsigned	trick = l->trick_ms;
+	int		error;
+
+	l->trick_ms = 500;
+	do {
+		snprintf(l->how, sizeof(l->how), "BOOT and RST by hand");
+		error = loader_after_trick(l);
+	} while ((error == -ETIMEDOUT || error == -ENODEV) &&
+	    util_ms_left(deadline) > 0);
+	l->trick_ms = trick;
+	if (error == 0)
+		l->need_manual = 0;
+	return (error == -ENODEV ? -ETIMEDOUT : error);
+}
+
+/* The failure when nothing got the ROM's attention. */
+static int
+loader_connect_fail(struct loader *l, const char *tried)
+{
+	char	text[4 * sizeof(l->noise) + 1];
+
+	l->need_manual = 1;
 	if (l->noise_len > 0) {
 		/* What the unit printed is its own text: untrusted. */
 		util_sanitize(text, sizeof(text), l->noise, l->noise_len);
-		return (loader_fail(l, -ETIMEDOUT, "no answer to SYNC after "
-		    "%u attempts; the unit printed \"%s\" instead: it is not "
-		    "in download mode or cannot answer; hold BOOT (GPIO0), "
-		    "press RESET, release BOOT and retry", l->connect_attempts,
-		    text));
+		return (loader_fail(l, -ETIMEDOUT, "no answer to SYNC (%s); "
+		    "the unit printed \"%s\" instead: it is not in download "
+		    "mode; hold BOOT, press RST, release BOOT", tried, text));
 	}
-	return (loader_fail(l, -ETIMEDOUT, "no answer to SYNC after %u "
-	    "attempts: the unit is not in download mode; hold BOOT (GPIO0), "
-	    "press RESET, release BOOT and retry", l->connect_attempts));
+	return (loader_fail(l, -ETIMEDOUT, "no answer to SYNC (%s): the unit "
+	    "is not in download mode; hold BOOT, press RST, release BOOT",
+	    tried));
+}
+
+/* Get the ROM's attention: resets and tricks as the port allows. */
+int
+loader_connect(struct loader *l)
+{
+	enum chip_usb_kind	 kind;
+	unsigned		 attempt;
+	char			 tried[96];
+	int			 error = -ETIMEDOUT, reset;
+
+	l->noise_len = 0;
+	l->need_manual = 0;
+	snprintf(l->how, sizeof(l->how), "already in download mode");
+	kind = loader_port_kind(l);
+	reset = l->before == LOADER_BEFORE_DEFAULT && xport_can_reset(l->xp);
+	if (l->before == LOADER_BEFORE_DEFAULT && kind == USB_KIND_APP_CDC) {
+		/* An app's own port: the ROM is not there yet. */
+		if ((error = loader_app_tricks(l)) == 0)
+			return (0);
+		if (error != -ETIMEDOUT)
+			return (error);
+		return (loader_connect_fail(l, "the IDF RTS edge, the Arduino "
+		    "line-state sequence and the 1200-bps touch were "
+		    "ignored"));
+	}
+	for (attempt = 0; attempt < l->connect_attempts; attempt++) {
+		if (reset && kind == USB_KIND_USB_JTAG) {
+			snprintf(l->how, sizeof(l->how), "USB-Serial/JTAG "
+			    "reset");
+			error = loader_reset_usb_jtag(l);
+		} else if (reset && kind == USB_KIND_BRIDGE)
+			error = loader_reset_bridge(l, attempt);
+		else if (reset && attempt > 0 && kind == USB_KIND_UNKNOWN)
+			error = loader_reset_bridge(l, attempt - 1);
+		else
+			error = 0;
+		if (error != 0)
+			return (loader_io_fail(l, error, 0));
+		if ((error = loader_sync_tries(l, LOADER_SYNC_TRIES)) == 0)
+			return (0);
+		if (error != -ETIMEDOUT && error != -EPROTO &&
+		    error != -EBADMSG)
+			return (error);
+		/* An S2 app on the ROM's own PID (Arduino's default). */
+		if (attempt == 0 && kind == USB_KIND_S2_ROM &&
+		    l->before == LOADER_BEFORE_DEFAULT) {
+			if ((error = loader_app_tricks(l)) == 0)
+				return (0);
+			if (error != -ETIMEDOUT)
+				return (error);
+			return (loader_connect_fail(l, "not in download mode, "
+			    "and the app ignored the IDF, Arduino and "
+			    "1200-bps tricks"));
+		}
+	}
+	if (l->before == LOADER_BEFORE_NO_RESET)
+		snprintf(tried, sizeof(tried), "%u attempts, --before "
+		    "no-reset", l->connect_attempts);
+	else if (!reset)
+		snprintf(tried, sizeof(tried), "%u attempts; the port has no "
+		    "modem lines to reset the unit", l->connect_attempts);
+	else
+		snprintf(tried, sizeof(tried), "%u attempts with esptool's "
+		    "reset sequences", l->connect_attempts);
+	return (loader_connect_fail(l, tried));
 }
 
 /* ============================ detection =============================== */
+
+/* Decode the payload: u32 flags, u8 crypt count, u8 key purposes[7]. */
+int
+loader_security_parse(const uint8_t *p, size_t len,
+    struct loader_security *sec)
+{
+	memset(sec, 0, sizeof(*sec));
+	if (len < PROTO_SECINFO_S2_LEN)
+		return (-EBADMSG);
+	sec->valid = 1;
+	sec->flags = le32_get(p);
+	sec->crypt_cnt = p[4];
+	memcpy(sec->key_purposes, p + 5, sizeof(sec->key_purposes));
+	return (0);
+}
+
+/* An odd number of bits set in the crypt count: encryption is on. */
+int
+loader_security_encrypted(const struct loader_security *sec)
+{
+	unsigned	c = sec->crypt_cnt & 0x7, n = 0;
+
+	for (; c != 0; c >>= 1)
+		n += c & 1;
+	return (sec->valid && (n & 1) != 0);
+}
+
+/* The flags in words, for the details view and the records. */
+void
+loader_security_text(const struct loader_security *sec, char *buf,
+    size_t cap)
+{
+	static const char *const names[] = {
+		"secure boot", "aggressive key revocation",
+		"secure download mode", "key 0 revoked", "key 1 revoked",
+		"key 2 revoked", "JTAG soft-disabled", "JTAG disabled",
+		"USB disabled", "download D-cache disabled",
+		"download I-cache disabled",
+	};
+	size_t	i, len = 0;
+
+	buf[0] = '\0';
+	if (!sec->valid) {
+		snprintf(buf, cap, "unknown");
+		return;
+	}
+	for (i = 0; i < nitems(names); i++) {
+		if ((sec->flags & (1u << i)) == 0 || len >= cap)
+			continue;
+		len += (size_t)snprintf(buf + len, cap - len, "%s%s",
+		    len > 0 ? ", " : "", names[i]);
+	}
+	if (loader_security_encrypted(sec) && len < cap)
+		len += (size_t)snprintf(buf + len, cap - len, "%sflash "
+		    "encryption (count 0x%x)", len > 0 ? ", " : "",
+		    sec->crypt_cnt);
+	if (len == 0)
+		snprintf(buf, cap, "none");
+}
+
+/* Would the unit refuse to run what we write?  Say so before writing. */
+int
+loader_security_check(const struct loader_security *sec,
+    size_t unsigned_images, char **cause)
+{
+	if (!sec->valid)
+		return (0);
+	if (sec->flags & LOADER_SEC_DOWNLOAD_MODE) {
+		*cause = xasprintf("the unit is in secure download mode: its "
+		    "ROM will not read flash back, so a write cannot be "
+		    "verified; flash it with a signed-update tool");
+		return (-EPERM);
+	}
+	if (loader_security_encrypted(sec)) {
+		*cause = xasprintf("flash encryption is enabled on the unit "
+		    "(SPI_BOOT_CRYPT_CNT 0x%x): a plaintext image written "
+		    "over the ROM will not boot; write encrypted images with "
+		    "the unit's key instead", sec->crypt_cnt);
+		return (-EPERM);
+	}
+	if ((sec->flags & LOADER_SEC_SECURE_BOOT) && unsigned_images > 0) {
+		*cause = xasprintf("secure boot is enabled on the unit and %zu "
+		    "image%s in the job %s no signature block: the unit "
+		    "would refuse to boot it; sign the images with the "
+		    "unit's key", unsigned_images, unsigned_images == 1 ? "" :
+		    "s", unsigned_images == 1 ? "has" : "have");
+		return (-EPERM);
+	}
+	return (0);
+}
 
 /*
  * GET_SECURITY_INFO: flags (and on S3 and later a chip id).  The ESP32
@@ -433,9 +803,9 @@ loader_security_info(struct loader *l, const struct chip_info **chip)
 		return (0);
 	if (error != 0)
 		return (error);
-	if (resp.data_len >= PROTO_SECINFO_S2_LEN) {
-		l->secinfo_flags = le32_get(resp.data);
-		l->sdm = (l->secinfo_flags & (1u << 2)) != 0;
+	if (loader_security_parse(resp.data, resp.data_len, &l->sec) == 0) {
+		l->secinfo_flags = l->sec.flags;
+		l->sdm = (l->sec.flags & LOADER_SEC_DOWNLOAD_MODE) != 0;
 	}
 	if (resp.data_len >= 20)
 		*chip = chip_by_image_id((int)le32_get(resp.data + 12));
@@ -492,6 +862,16 @@ loader_detect(struct loader *l)
 		chip_s2_revision(w3, w4, &l->rev_major, &l->rev_minor);
 	} else
 		snprintf(l->package, sizeof(l->package), "%s", l->chip->name);
+	/* The S2 runs from a 40 MHz crystal, esptool reads nothing. */
+	if (l->chip->id == CHIP_ESP32S2)
+		l->crystal_mhz = 40;
+	else if (l->chip->id == CHIP_ESP32) {
+		/* UART clock divider at the known baud (esptool). */
+		if ((error = loader_read_reg(l, ESP32_UART_CLKDIV, &v)) != 0)
+			return (error);
+		l->crystal_mhz = (uint64_t)(l->xp->baud != 0 ? l->xp->baud :
+		    115200) * (v & 0xfffff) / 1000000 > 33 ? 40 : 26;
+	}
 	if (l->chip->uartdev_buf_no != 0) {
 		if ((error = loader_read_reg(l, l->chip->uartdev_buf_no,
 		    &v)) != 0)
@@ -645,6 +1025,95 @@ loader_retryable(int error)
 }
 
 /*
+ * After a DATA block got no (or a damaged) reply: send READ_REG and wait
+ * for its answer.  The loader answers commands in order, so every late
+ * reply to the block arrives before it and none is left to be taken for
+ * the reply to the next command.  *late is the status of the last late
+ * reply to op (0 OK, else the ROM/stub status), -1 when none came.
+ */
+static int
+loader_settle(struct loader *l, uint8_t op, int *late)
+{
+	struct proto_resp	resp;
+	uint8_t			req[64];
+	uint64_t		deadline;
+	size_t			len;
+	int			error, n, i;
+
+	*late = -1;
+	len = proto_build_read_reg(req, sizeof(req), CHIP_MAGIC_REG);
+	deadline = util_now_ms() + l->default_ms;
+	if ((error = loader_send_buf(l, req, len, deadline)) != 0)
+		return (loader_io_fail(l, error, l->default_ms));
+	for (i = 0; i < LOADER_MAX_FRAMES; i++) {
+		if ((n = loader_recv(l, deadline)) < 0)
+			return (loader_io_fail(l, n, l->default_ms));
+		if (n < PROTO_HDR_LEN || l->frame[0] != 0x01 ||
+		    proto_parse_resp(l->frame, (size_t)n, l->status_len,
+		    &resp) != 0)
+			continue;
+		if (l->frame[1] == op)
+			*late = resp.status == 0 ? 0 : resp.error;
+		else if (l->frame[1] == PROTO_READ_REG)
+			return (0);
+	}
+	return (loader_fail(l, -EPROTO, "no reply to READ_REG among %d "
+	    "frames", LOADER_MAX_FRAMES));
+}
+
+/*
+ * Send one DATA block (in l->tx) until it is taken, at most block_attempts
+ * times.  esptool sends a block again after a timeout; here a timeout or
+ * a damaged reply is first settled (loader_settle): a late OK means the
+ * block was taken and is not sent again.  The ROM answers a block whose
+ * seq it already took with status 1, error 0x01 (a bad parameter: it
+ * expects seq + 1) and keeps its state, so that answer to a block sent
+ * again after an unanswered try means the first try was taken (its reply
+ * was lost): the previous block was confirmed and this is the newest seq
+ * sent, so the ROM can only be expecting the next one.  A stub simply
+ * ACKs a repeated block.  A wrong guess cannot pass unnoticed: the next
+ * block would be refused and the region's MD5 is checked afterwards.
+ */
+static int
+loader_data_block(struct loader *l, size_t len, unsigned timeout,
+    const char *what)
+{
+	struct proto_resp	resp;
+	unsigned		attempt = 0;
+	int			error, late, again = 0;
+	uint8_t			op = l->tx[1];
+
+	for (;;) {
+		error = loader_command(l, len, timeout, what, &resp);
+		if (error == 0)
+			return (0);
+		if (again && error == -EPROTO && !l->stub &&
+		    l->last_status == 1 && l->last_error == PROTO_E_PARAM) {
+			loader_clear(l);
+			return (0);	/* taken by the unanswered try */
+		}
+		if (!loader_retryable(error) ||
+		    ++attempt >= l->block_attempts)
+			return (error);
+		again = 0;
+		if (error == -ETIMEDOUT || error == -EBADMSG) {
+			if ((error = loader_settle(l, op, &late)) != 0)
+				return (loader_prefix(l, error, what));
+			if (late == 0) {
+				loader_clear(l);
+				return (0);	/* the late reply was OK */
+			}
+			again = late < 0;
+		} else if ((error = loader_flush(l)) != 0) {
+			/* A ROM status: the block was not taken. */
+			loader_io_fail(l, error, 0);
+			return (loader_prefix(l, error, what));
+		}
+		l->retries++;
+	}
+}
+
+/*
  * FLASH_DEFL_BEGIN (the ROM erases the rounded size first), then the zlib
  * stream in 0x400-byte blocks, each retried up to block_attempts times.
  * No FLASH_DEFL_END: it would make the ROM leave download mode.
@@ -657,15 +1126,18 @@ loader_write(struct loader *l, const struct loader_region *r)
 	char			 what[96];
 	const uint8_t		*chunk;
 	size_t			 len, clen, inflated, done = 0, erase;
-	uint32_t		 seq, nblocks, addr;
-	unsigned		 attempt, timeout;
+	size_t			 bsize;
+	uint32_t		 seq, nblocks, addr, v;
+	unsigned		 timeout, prev_timeout = 0;
 	int			 error, end = 0, enc;
 
 	if (r->zlen == 0 || r->len == 0)
 		return (loader_fail(l, -EINVAL, "region at 0x%x is empty",
 		    r->offset));
-	nblocks = (uint32_t)((r->zlen + PROTO_ROM_BLOCK - 1) /
-	    PROTO_ROM_BLOCK);
+	/* Stub: 16 KiB blocks, 2 KiB on S2 USB-OTG (PROTOCOL.md 5.1). */
+	bsize = !l->stub ? PROTO_ROM_BLOCK : l->usb_otg ? LOADER_USB_BLOCK :
+	    LOADER_STUB_BLOCK;
+	nblocks = (uint32_t)((r->zlen + bsize - 1) / bsize);
 	/* The ROM takes the erase size; a stub takes the exact length. */
 	erase = l->stub ? r->len : (r->len + PROTO_ROM_BLOCK - 1) /
 	    PROTO_ROM_BLOCK * PROTO_ROM_BLOCK;
@@ -674,8 +1146,10 @@ loader_write(struct loader *l, const struct loader_region *r)
 	    l->chip->id != CHIP_ESP8266);
 	loader_progress(l, LOADER_PH_ERASING, r->offset, 0, r->len);
 	len = proto_build_begin(l->tx, sizeof(l->tx), PROTO_FLASH_DEFL_BEGIN,
-	    (uint32_t)erase, nblocks, PROTO_ROM_BLOCK, r->offset, enc);
-	timeout = loader_timeout_per_mb(30000, erase);
+	    (uint32_t)erase, nblocks, (uint32_t)bsize, r->offset, enc);
+	/* The ROM erases now; a stub erases while it writes. */
+	timeout = l->stub ? l->default_ms : loader_timeout_per_mb(30000,
+	    erase);
 	snprintf(what, sizeof(what), "FLASH_DEFL_BEGIN at 0x%x (%zu bytes)",
 	    r->offset, erase);
 	if ((error = loader_command(l, len, timeout, what, &resp)) != 0)
@@ -685,9 +1159,8 @@ loader_write(struct loader *l, const struct loader_region *r)
 	if (inflateInit(&zs) != Z_OK)
 		return (loader_fail(l, -ENOMEM, "zlib: cannot initialise"));
 	for (seq = 0; seq < nblocks; seq++) {
-		chunk = r->zdata + (size_t)seq * PROTO_ROM_BLOCK;
-		clen = MINIMUM(PROTO_ROM_BLOCK,
-		    r->zlen - (size_t)seq * PROTO_ROM_BLOCK);
+		chunk = r->zdata + (size_t)seq * bsize;
+		clen = MINIMUM(bsize, r->zlen - (size_t)seq * bsize);
 		addr = r->offset + (uint32_t)done;
 		if (end || loader_inflate_count(&zs, chunk, clen, &inflated,
 		    &end) != 0 || done + inflated > r->len) {
@@ -699,32 +1172,42 @@ loader_write(struct loader *l, const struct loader_region *r)
 		len = proto_build_data(l->tx, sizeof(l->tx),
 		    PROTO_FLASH_DEFL_DATA, seq, chunk, clen);
 		timeout = loader_timeout_per_mb(40000, inflated);
+		if (l->stub) {
+			/*
+			 * The stub ACKs a block at once and writes it while
+			 * the next arrives: this reply waits for the previous
+			 * block's write (and its erase, up to 64 KiB per
+			 * 32 KiB inflated), as esptool reckons.
+			 */
+			v = prev_timeout;
+			prev_timeout = loader_timeout_per_mb(40000, inflated) +
+			    loader_timeout_per_mb(30000, (inflated / 0x8000 +
+			    1) * 0x10000);
+			timeout = MAXIMUM(v, l->default_ms);
+		}
 		snprintf(what, sizeof(what), "FLASH_DEFL_DATA block %u/%u at "
 		    "0x%x", seq + 1, nblocks, addr);
-		for (attempt = 0; attempt < l->block_attempts; attempt++) {
-			if (attempt > 0) {
-				/* Drop a late reply to the failed try. */
-				if ((error = loader_flush(l)) != 0) {
-					loader_io_fail(l, error, 0);
-					loader_prefix(l, error, what);
-					goto out;
-				}
-				l->retries++;
-			}
-			error = loader_command(l, len, timeout, what, &resp);
-			if (error == 0 || !loader_retryable(error))
-				break;
-		}
-		if (error != 0)
+		if ((error = loader_data_block(l, len, timeout, what)) != 0)
 			goto out;
 		done += inflated;
 		loader_progress(l, LOADER_PH_WRITING,
 		    r->offset + (uint32_t)done, done, r->len);
 	}
-	if (!end || done != r->len)
+	if (!end || done != r->len) {
 		error = loader_fail(l, -EINVAL, "region at 0x%x: the "
 		    "compressed data holds %zu bytes, not %zu; reload the image",
 		    r->offset, done, r->len);
+		goto out;
+	}
+	if (l->stub) {
+		/* Answered only once the last block is really written. */
+		len = proto_build_read_reg(l->tx, sizeof(l->tx),
+		    CHIP_MAGIC_REG);
+		snprintf(what, sizeof(what), "waiting for the stub to write "
+		    "the last block at 0x%x", r->offset + (uint32_t)done);
+		error = loader_command(l, len, MAXIMUM(prev_timeout,
+		    l->default_ms), what, &resp);
+	}
 out:
 	inflateEnd(&zs);
 	return (error);
@@ -832,15 +1315,30 @@ loader_finish(struct loader *l, enum loader_after after)
 	uint32_t	strap, option1;
 	int		error;
 
+	l->after_done = after;
 	if (after == LOADER_AFTER_STAY)
 		return (0);
-	if (l->chip != NULL && l->chip->id == CHIP_ESP32S2 && l->usb_otg &&
-	    !l->stub) {
+	if (l->chip != NULL && l->chip->id == CHIP_ESP32S2 && l->usb_otg) {
 		if ((error = loader_read_reg(l, S2_GPIO_STRAP, &strap)) != 0 ||
 		    (error = loader_read_reg(l, S2_RTC_OPTION1, &option1)) != 0)
 			return (loader_prefix(l, error, "reset"));
-		/* GPIO0 low at reset and no forced download boot. */
-		if ((strap & 0x8) == 0 && (option1 & 0x1) == 0)
+		/*
+		 * An app that restarted into download mode left the sticky
+		 * FORCE_DOWNLOAD_BOOT bit set: any reset would come back
+		 * here.  Clear it (esptool does so for the S3) and let the
+		 * watchdog boot the app; an RTS pulse does not reach the
+		 * ROM over its own USB.
+		 */
+		if ((option1 & S2_FORCE_DL_BOOT) != 0) {
+			if ((error = loader_write_reg(l, S2_RTC_OPTION1,
+			    option1 & ~S2_FORCE_DL_BOOT)) != 0)
+				return (loader_prefix(l, error, "clearing "
+				    "FORCE_DOWNLOAD_BOOT before the reset"));
+			l->force_dl_cleared = 1;
+			return (loader_s2_watchdog_reset(l));
+		}
+		/* GPIO0 low at reset: only the watchdog gets out. */
+		if ((strap & 0x8) == 0)
 			return (loader_s2_watchdog_reset(l));
 	}
 	if (!xport_can_reset(l->xp))
@@ -852,4 +1350,499 @@ loader_finish(struct loader *l, enum loader_after after)
 		return (loader_prefix(l, error, "hard reset"));
 	}
 	return (0);
+}
+
+/* ============================ boot check ============================== */
+
+#define LOADER_BOOT_WAIT_MS	5000	/* default listening window */
+#define LOADER_BOOT_MORE_MS	1500	/* IDF banner seen: ESPHome's? */
+#define LOADER_LINE_MAX		160
+
+/* What the boot check has heard so far. */
+struct loader_scan {
+	const char	*esphome;	/* the image's version, or NULL */
+	char		 project[40];	/* "Project name:" */
+	char		 appver[32];	/* "App version:" */
+	char		 last[72];	/* last non-empty line (sanitized) */
+	int		 app_seen;	/* app_init/cpu_start seen */
+	enum loader_boot result;
+	char		*text;		/* LOADER_BOOT_TEXT bytes */
+};
+
+/* Lines a ROM or second-stage bootloader prints when a boot fails. */
+static const char *const loader_boot_errors[] = {
+	"invalid header",
+	"Checksum failure",
+	"checksum mismatch",
+	"ets_main.c",
+	"waiting for download",
+	"No bootable app",
+	"invalid magic",
+	"is not bootable",
+	"Image validation failed",
+	"Invalid chip id",
+	"Checksum failed",
+	"partition table error",
+};
+
+/* Name of a boot-check result, for JSON and logs. */
+const char *
+loader_boot_name(enum loader_boot b)
+{
+	static const char *const names[LOADER_BOOT__MAX] = {
+		[LOADER_BOOT_NONE] = "none",
+		[LOADER_BOOT_MATCH] = "match",
+		[LOADER_BOOT_DIFFERS] = "differs",
+		[LOADER_BOOT_BANNER] = "banner",
+		[LOADER_BOOT_PORT_UP] = "port-up",
+		[LOADER_BOOT_SILENT] = "silent",
+		[LOADER_BOOT_FAILED] = "failed",
+	};
+
+	if ((unsigned)b >= LOADER_BOOT__MAX)
+		return ("unknown");
+	return (names[b]);
+}
+
+/* Copy the value after "key" (spaces skipped, up to a space if word). */
+static int
+loader_scan_value(const char *line, const char *key, int word, char *out,
+    size_t cap)
+{
+	const char	*p;
+	size_t		 n;
+
+	if ((p = strstr(line, key)) == NULL)
+		return (0);
+	p += strlen(key);
+	while (*p == ' ' || *p == '\t')
+		p++;
+	n = word ? strcspn(p, " \t") : strlen(p);
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	if (n == 0)
+		return (0);
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return (1);
+}
+
+/*
+ * Look at one sanitized line.  Returns 1 when it settles the question (an
+ * ESPHome banner or a boot error), 0 otherwise.
+ */
+static int
+loader_scan_line(struct loader_scan *s, const char *line)
+{
+	char	ver[32];
+	size_t	i;
+
+	if (*line == '\0')
+		return (0);
+	snprintf(s->last, sizeof(s->last), "%.*s", (int)sizeof(s->last) - 1,
+	    line);
+	if (loader_scan_value(line, "ESPHome version ", 1, ver,
+	    sizeof(ver))) {
+		if (s->esphome == NULL || *s->esphome == '\0') {
+			s->result = LOADER_BOOT_BANNER;
+			snprintf(s->text, LOADER_BOOT_TEXT,
+			    "booted: ESPHome %s", ver);
+		} else if (strcmp(ver, s->esphome) == 0) {
+			s->result = LOADER_BOOT_MATCH;
+			snprintf(s->text, LOADER_BOOT_TEXT, "booted: ESPHome "
+			    "%s (matches image)", ver);
+		} else {
+			s->result = LOADER_BOOT_DIFFERS;
+			snprintf(s->text, LOADER_BOOT_TEXT, "booted, but "
+			    "ESPHome %s differs from the image's %s", ver,
+			    s->esphome);
+		}
+		return (1);
+	}
+	/* The app has started: its own later errors are not boot errors. */
+	if (strstr(line, "app_init:") != NULL ||
+	    strstr(line, "cpu_start:") != NULL)
+		s->app_seen = 1;
+	for (i = 0; i < nitems(loader_boot_errors); i++) {
+		if (strstr(line, loader_boot_errors[i]) != NULL ||
+		    (i == 0 && !s->app_seen && strncmp(line, "E (", 3) == 0)) {
+			s->result = LOADER_BOOT_FAILED;
+			snprintf(s->text, LOADER_BOOT_TEXT,
+			    "boot failed: %.80s", line);
+			return (1);
+		}
+	}
+	(void)(loader_scan_value(line, "Project name:", 0, s->project,
+	    sizeof(s->project)) ||
+	    loader_scan_value(line, "App version:", 0, s->appver,
+	    sizeof(s->appver)));
+	if (s->project[0] != '\0' && s->appver[0] != '\0' &&
+	    s->result != LOADER_BOOT_BANNER) {
+		s->result = LOADER_BOOT_BANNER;
+		snprintf(s->text, LOADER_BOOT_TEXT, "booted: %s %s",
+		    s->project, s->appver);
+	}
+	return (0);
+}
+
+/* Feed raw bytes into the line buffer; 1 when a line settled it. */
+static int
+loader_scan_bytes(struct loader_scan *s, uint8_t *line, size_t *len,
+    const uint8_t *p, size_t n)
+{
+	char	clean[4 * LOADER_LINE_MAX + 1];
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] != '\n' && p[i] != '\r' && *len < LOADER_LINE_MAX) {
+			line[(*len)++] = p[i];
+			continue;
+		}
+		if (p[i] != '\n' && p[i] != '\r')
+			line[(*len)++ - 1] = p[i];	/* overlong: cut */
+		util_sanitize(clean, sizeof(clean), line, *len);
+		*len = 0;
+		if (loader_scan_line(s, clean))
+			return (1);
+	}
+	return (0);
+}
+
+/* Listen to the freshly reset unit and say how sure we are it booted. */
+int
+loader_boot_check(struct loader *l, const struct loader_boot_opts *o,
+    enum loader_boot *result, char *text)
+{
+	struct loader_scan	 s;
+	enum chip_usb_kind	 kind = USB_KIND_UNKNOWN;
+	uint8_t			 line[LOADER_LINE_MAX], buf[256];
+	uint64_t		 deadline;
+	size_t			 len = 0;
+	int			 n, error, vanished = 0, port_up = 0;
+	int			 open = 1, settled = 0;
+
+	memset(&s, 0, sizeof(s));
+	s.esphome = o->esphome;
+	s.text = text;
+	text[0] = '\0';
+	deadline = util_now_ms() + (o->wait_ms != 0 ? o->wait_ms :
+	    LOADER_BOOT_WAIT_MS);
+	/* Bytes already read past the last reply come first. */
+	if (l->rx_off < l->rx_len)
+		settled = loader_scan_bytes(&s, line, &len, l->rx + l->rx_off,
+		    l->rx_len - l->rx_off);
+	l->rx_off = l->rx_len = 0;
+	while (!settled) {
+		n = xport_read(l->xp, buf, sizeof(buf), deadline);
+		if (n == -ECANCELED)
+			return (n);
+		if (n == -ENODEV && !vanished) {
+			vanished = 1;
+			error = loader_reopen(l, o->reopen != NULL ? o->reopen :
+			    l->reopen, o->reopen != NULL ? o->reopen_arg :
+			    l->reopen_arg, deadline, &kind);
+			if (error == -ECANCELED)
+				return (error);
+			if (error != 0) {
+				open = 0;
+				break;
+			}
+			port_up = kind == USB_KIND_APP_CDC;
+			continue;
+		}
+		if (n < 0)
+			break;
+		settled = loader_scan_bytes(&s, line, &len, buf, (size_t)n);
+		/* An IDF banner: give ESPHome's own line a moment. */
+		if (!settled && s.result == LOADER_BOOT_BANNER)
+			deadline = MINIMUM(deadline, util_now_ms() +
+			    LOADER_BOOT_MORE_MS);
+	}
+	if (!settled && len > 0) {
+		/* A last line without its newline. */
+		settled = loader_scan_bytes(&s, line, &len,
+		    (const uint8_t *)"\n", 1);
+	}
+	if (settled || s.result == LOADER_BOOT_BANNER) {
+		*result = s.result;
+		return (0);
+	}
+	/* Nothing decisive: is it answering SYNC, back in download mode? */
+	if (open && (error = loader_flush(l)) == 0) {
+		l->stub = 0;
+		if ((error = loader_sync_once(l)) == 0 ||
+		    (error != -ECANCELED &&
+		    (error = loader_sync_once(l)) == 0)) {
+			*result = LOADER_BOOT_FAILED;
+			if (s.last[0] != '\0')
+				snprintf(text, LOADER_BOOT_TEXT, "boot failed: "
+				    "back in download mode after \"%.50s\"",
+				    s.last);
+			else
+				snprintf(text, LOADER_BOOT_TEXT, "boot failed: "
+				    "the unit came back in download mode");
+			loader_clear(l);
+			return (0);
+		}
+		loader_clear(l);
+		if (error == -ECANCELED)
+			return (error);
+	}
+	if (port_up) {
+		*result = LOADER_BOOT_PORT_UP;
+		snprintf(text, LOADER_BOOT_TEXT, "booted: app USB port up");
+	} else if (vanished && !open) {
+		*result = LOADER_BOOT_SILENT;
+		snprintf(text, LOADER_BOOT_TEXT, "rebooted, the port has not "
+		    "come back");
+	} else {
+		*result = LOADER_BOOT_SILENT;
+		snprintf(text, LOADER_BOOT_TEXT, "rebooted, app silent on USB");
+	}
+	return (0);
+}
+
+/* ============================ flasher stub ============================ */
+
+/* Decode base64 text into a new buffer; 0 or -EINVAL. */
+static int
+loader_b64(const char *src, size_t len, uint8_t **out, size_t *outlen)
+{
+	struct base64_decode_ctx	 ctx;
+	uint8_t				*buf;
+	size_t				 n;
+
+	buf = xmalloc(BASE64_DECODE_LENGTH(len) + 1);
+	base64_decode_init(&ctx);
+	n = BASE64_DECODE_LENGTH(len) + 1;
+	if (!base64_decode_update(&ctx, &n, buf, len, src) ||
+	    !base64_decode_final(&ctx)) {
+		free(buf);
+		return (-EINVAL);
+	}
+	*out = buf;
+	*outlen = n;
+	return (0);
+}
+
+/* An unsigned 32-bit member of the stub object, or -1 with *cause. */
+static int
+loader_stub_u32(struct json_object *o, const char *key, const char *name,
+    uint32_t *v, char **cause)
+{
+	struct json_object	*m;
+	int64_t			 n;
+
+	if (!json_object_object_get_ex(o, key, &m) ||
+	    !json_object_is_type(m, json_type_int) ||
+	    (n = json_object_get_int64(m)) < 0 || n > 0xffffffffLL) {
+		*cause = xasprintf("%s: \"%s\" is missing or not an address; "
+		    "use a stub JSON from esptool or esptool-js", name, key);
+		return (-1);
+	}
+	*v = (uint32_t)n;
+	return (0);
+}
+
+/* A base64 member of the stub object; absent is fine when optional. */
+static int
+loader_stub_blob(struct json_object *o, const char *key, const char *name,
+    int optional, uint8_t **out, size_t *len, char **cause)
+{
+	struct json_object	*m;
+
+	*out = NULL;
+	*len = 0;
+	if (!json_object_object_get_ex(o, key, &m)) {
+		if (optional)
+			return (0);
+		*cause = xasprintf("%s: no \"%s\"; use a stub JSON from "
+		    "esptool or esptool-js", name, key);
+		return (-1);
+	}
+	if (!json_object_is_type(m, json_type_string) ||
+	    loader_b64(json_object_get_string(m),
+	    (size_t)json_object_get_string_len(m), out, len) != 0) {
+		*cause = xasprintf("%s: \"%s\" is not base64 text", name, key);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Parse a stub JSON text. */
+int
+loader_stub_parse(const char *json, size_t len, const char *name,
+    struct loader_stub *st, char **cause)
+{
+	struct json_tokener	*tok;
+	struct json_object	*o;
+	int			 error = -EINVAL;
+
+	memset(st, 0, sizeof(*st));
+	tok = json_tokener_new();
+	o = json_tokener_parse_ex(tok, json, (int)MINIMUM(len, 0x7fffffff));
+	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+		*cause = xasprintf("%s: not a JSON object (%s); use a stub "
+		    "JSON from esptool or esptool-js", name,
+		    json_tokener_error_desc(json_tokener_get_error(tok)));
+		goto out;
+	}
+	if (loader_stub_blob(o, "text", name, 0, &st->text, &st->text_len,
+	    cause) != 0 ||
+	    loader_stub_u32(o, "text_start", name, &st->text_start,
+	    cause) != 0 ||
+	    loader_stub_u32(o, "entry", name, &st->entry, cause) != 0 ||
+	    loader_stub_blob(o, "data", name, 1, &st->data, &st->data_len,
+	    cause) != 0)
+		goto out;
+	if (st->data != NULL && loader_stub_u32(o, "data_start", name,
+	    &st->data_start, cause) != 0)
+		goto out;
+	if (st->text_len == 0) {
+		*cause = xasprintf("%s: \"text\" is empty", name);
+		goto out;
+	}
+	error = 0;
+out:
+	if (o != NULL)
+		json_object_put(o);
+	json_tokener_free(tok);
+	if (error != 0)
+		loader_stub_free(st);
+	return (error);
+}
+
+/* Read and parse a stub file (at most 1 MiB: stubs are a few KiB). */
+int
+loader_stub_load(const char *path, struct loader_stub *st, char **cause)
+{
+	FILE	*f;
+	char	*buf;
+	size_t	 n;
+	int	 error;
+
+	memset(st, 0, sizeof(*st));
+	if ((f = fopen(path, "r")) == NULL) {
+		error = -errno;
+		*cause = xasprintf("--stub %s: %s", path, strerror(errno));
+		return (error);
+	}
+	buf = xmalloc(1024 * 1024 + 1);
+	n = fread(buf, 1, 1024 * 1024 + 1, f);
+	fclose(f);
+	if (n > 1024 * 1024) {
+		free(buf);
+		*cause = xasprintf("--stub %s: larger than 1 MiB: not a stub",
+		    path);
+		return (-EINVAL);
+	}
+	error = loader_stub_parse(buf, n, path, st, cause);
+	free(buf);
+	return (error);
+}
+
+/* Free the decoded segments. */
+void
+loader_stub_free(struct loader_stub *st)
+{
+	free(st->text);
+	free(st->data);
+	memset(st, 0, sizeof(*st));
+}
+
+/* MEM_BEGIN then MEM_DATA blocks for one segment. */
+static int
+loader_mem_segment(struct loader *l, const uint8_t *p, size_t plen,
+    uint32_t addr, const char *seg)
+{
+	struct proto_resp	resp;
+	char			what[96];
+	size_t			len, off, n, bsize;
+	uint32_t		seq, nblocks;
+	int			error;
+
+	bsize = l->usb_otg ? LOADER_USB_BLOCK : LOADER_RAM_BLOCK;
+	nblocks = (uint32_t)((plen + bsize - 1) / bsize);
+	len = proto_build_begin(l->tx, sizeof(l->tx), PROTO_MEM_BEGIN,
+	    (uint32_t)plen, nblocks, (uint32_t)bsize, addr, 0);
+	snprintf(what, sizeof(what), "MEM_BEGIN for the stub's %s at 0x%08x",
+	    seg, addr);
+	if ((error = loader_command(l, len, l->default_ms, what, &resp)) != 0)
+		return (error);
+	for (seq = 0, off = 0; off < plen; seq++, off += n) {
+		n = MINIMUM(bsize, plen - off);
+		len = proto_build_data(l->tx, sizeof(l->tx), PROTO_MEM_DATA,
+		    seq, p + off, n);
+		snprintf(what, sizeof(what), "MEM_DATA block %u/%u of the "
+		    "stub's %s", seq + 1, nblocks, seg);
+		if ((error = loader_command(l, len, l->default_ms, what,
+		    &resp)) != 0)
+			return (error);
+	}
+	return (0);
+}
+
+/* Upload the stub, start it, and wait for its OHAI. */
+int
+loader_run_stub(struct loader *l, const struct loader_stub *st)
+{
+	struct proto_resp	resp;
+	uint64_t		deadline;
+	size_t			len;
+	int			error, n;
+
+	if (l->stub)
+		return (0);	/* already running (SYNC value 0) */
+	if ((error = loader_mem_segment(l, st->text, st->text_len,
+	    st->text_start, "text")) != 0)
+		return (error);
+	if (st->data != NULL && st->data_len > 0 &&
+	    (error = loader_mem_segment(l, st->data, st->data_len,
+	    st->data_start, "data")) != 0)
+		return (error);
+	/*
+	 * MEM_END(0, entry).  The ROM may jump before its reply leaves, so
+	 * the reply is optional; the stub's "OHAI" is what counts.
+	 */
+	loader_clear(l);
+	len = proto_build_mem_end(l->tx, sizeof(l->tx), 0, st->entry);
+	deadline = util_now_ms() + LOADER_OHAI_MS;
+	if ((error = loader_send(l, len, deadline)) != 0) {
+		loader_io_fail(l, error, LOADER_OHAI_MS);
+		return (loader_prefix(l, error, "MEM_END (starting the stub)"));
+	}
+	for (;;) {
+		if ((n = loader_recv(l, deadline)) < 0) {
+			loader_io_fail(l, n, LOADER_OHAI_MS);
+			return (loader_prefix(l, n, "starting the flasher stub "
+			    "(no \"OHAI\"; is it the stub for this chip?)"));
+		}
+		if (n == 4 && memcmp(l->frame, "OHAI", 4) == 0)
+			break;
+		if (n >= PROTO_HDR_LEN && l->frame[0] == 0x01 &&
+		    l->frame[1] == PROTO_MEM_END &&
+		    proto_parse_resp(l->frame, (size_t)n, l->status_len,
+		    &resp) == 0 && resp.status != 0)
+			return (loader_fail(l, -EPROTO, "MEM_END (starting "
+			    "the stub at 0x%08x): ROM status 0x%02x %s",
+			    st->entry, resp.error, proto_err_text(resp.error)));
+	}
+	l->stub = 1;
+	l->status_len = PROTO_STUB_STATUS_LEN;
+	return (0);
+}
+
+/* FLASH_DEFL_END(1): the stub answers after its last write, and stays. */
+int
+loader_stub_end(struct loader *l)
+{
+	struct proto_resp	resp;
+	size_t			len;
+
+	if (!l->stub)
+		return (0);
+	len = proto_build_end(l->tx, sizeof(l->tx), PROTO_FLASH_DEFL_END, 1);
+	return (loader_command(l, len, l->default_ms, NULL, &resp));
 }

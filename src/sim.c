@@ -50,6 +50,8 @@ struct sim_unit {
 	size_t			 out_len;
 	int			 linked;	/* DIR/ttyK is ours */
 	int			 gone;
+	uint64_t		 gen;		/* emu generation of this pty */
+	int			 press;		/* 'b' BOOT+RST, 'r' RST (atomic) */
 	struct sim_unit_stats	 snap;		/* under sim.mtx */
 };
 
@@ -259,10 +261,17 @@ sim_unit_new(struct sim *s, const struct sim_config *cfg, unsigned k,
 	ec.seed = sim_mix(cfg->seed ^ ((uint64_t)k << 32));
 	ec.faults = mine;
 	ec.nfaults = nmine;
+	ec.boot = cfg->boot;
+	ec.start_app = cfg->start_app;
+	ec.board = cfg->boards != NULL ? cfg->boards[k] : cfg->board;
+	ec.app_silent = cfg->silent != NULL ? cfg->silent[k] :
+	    cfg->app_silent;
+	ec.stub_model = 1;	/* esptool and esptool-js upload stubs */
 	u->emu = emu_new(&ec, cause);
 	free(mine);
 	if (u->emu == NULL)
 		return (-EINVAL);
+	u->gen = emu_generation(u->emu);
 
 	/* Last, so a client never finds a link to a unit not yet served. */
 	return (sim_link(u, pts, cause));
@@ -412,6 +421,52 @@ sim_unit_gone(struct sim_unit *u)
 	u->out_len = 0;
 }
 
+/* Press a button on unit k: the loop applies it on its next round. */
+static void
+sim_press(struct sim *s, unsigned k, char what)
+{
+	if (k >= s->n)
+		return;
+	__atomic_store_n(&s->u[k].press, what, __ATOMIC_RELEASE);
+	sim_poke(s, 'p');
+}
+
+/* BOOT held, RST pressed and released. */
+void
+sim_press_boot_rst(struct sim *s, unsigned k)
+{
+	sim_press(s, k, 'b');
+}
+
+/* RST pressed and released. */
+void
+sim_press_rst(struct sim *s, unsigned k)
+{
+	sim_press(s, k, 'r');
+}
+
+/*
+ * The unit re-enumerated (reset on native USB, reenum fault): the old pty
+ * goes away, as a USB port does, and a new one appears behind DIR/ttyK.
+ * Clients holding the old one see a hangup.
+ */
+static void
+sim_unit_reenum(struct sim_unit *u)
+{
+	char	 pts[128], *cause = NULL;
+
+	u->gen = emu_generation(u->emu);
+	sim_unit_close(u);
+	u->out_len = 0;
+	if (sim_pty(u, pts, sizeof(pts), &cause) != 0 ||
+	    sim_link(u, pts, &cause) != 0) {
+		fprintf(stderr, "espfleet-sim: unit %u: %s\n", u->index,
+		    cause);
+		free(cause);
+		sim_unit_gone(u);
+	}
+}
+
 /* Hand whatever the host wrote to the emulator. */
 static void
 sim_unit_read(struct sim *s, struct sim_unit *u, uint64_t now)
@@ -437,7 +492,20 @@ static void
 sim_unit_pump(struct sim_unit *u, uint64_t now)
 {
 	ssize_t	w;
+	char	what;
 
+	if ((what = (char)__atomic_exchange_n(&u->press, 0,
+	    __ATOMIC_ACQ_REL)) != 0) {
+		if (what == 'b')
+			emu_press_boot_rst(u->emu, now);
+		else
+			emu_press_rst(u->emu, now);
+	}
+	/* Resets due by now first: their output belongs to the new port. */
+	(void)emu_drain(u->emu, u->out, 0, now);
+	if (!u->gone && emu_generation(u->emu) != u->gen &&
+	    emu_state(u->emu) != EMU_ST_UNPLUGGED)
+		sim_unit_reenum(u);
 	while (!u->gone) {
 		if (u->out_len == 0) {
 			u->out_off = 0;
@@ -463,7 +531,15 @@ sim_unit_snap(struct sim *s, struct sim_unit *u)
 {
 	struct sim_unit_stats	st;
 
+	memset(&st, 0, sizeof(st));
 	emu_stats(u->emu, &st.emu);
+	st.generation = emu_generation(u->emu);
+	(void)emu_usb_id(u->emu, &st.vid, &st.pid);
+	st.boot_ok = emu_boot_ok(u->emu);
+	st.force_download = emu_force_download(u->emu);
+	st.stub = emu_stub(u->emu);
+	snprintf(st.boot_line, sizeof(st.boot_line), "%s",
+	    emu_boot_line(u->emu));
 	st.state = emu_state(u->emu);
 	st.reason = emu_reason(u->emu);
 	st.gone = u->gone;
@@ -479,7 +555,8 @@ sim_stats_line(unsigned k, const struct sim_unit_stats *st, char *buf,
 {
 	snprintf(buf, cap, "unit %u modeled_ms %llu.%03llu stall_ms "
 	    "%llu.%03llu commands %llu bytes_in %llu bytes_out %llu "
-	    "written %llu erased %llu unattached %llu state %s reason %s", k,
+	    "written %llu erased %llu unattached %llu generation %llu "
+	    "usb %04x:%04x state %s reason %s", k,
 	    (unsigned long long)(st->emu.modeled_us / 1000),
 	    (unsigned long long)(st->emu.modeled_us % 1000),
 	    (unsigned long long)(st->emu.stall_us / 1000),
@@ -490,6 +567,7 @@ sim_stats_line(unsigned k, const struct sim_unit_stats *st, char *buf,
 	    (unsigned long long)st->emu.flash_written,
 	    (unsigned long long)st->emu.flash_erased,
 	    (unsigned long long)st->emu.unattached,
+	    (unsigned long long)st->generation, st->vid, st->pid,
 	    emu_state_name(st->state), emu_reason_name(st->reason));
 }
 

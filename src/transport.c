@@ -1,10 +1,11 @@
 /*
  * Byte transport to one unit.  Two back ends share the poll()-based I/O:
- * "serial" opens real ports through libserialport (which refuses
- * pseudo-terminals), "fd" drives any other tty or an already open fd, so
- * emulated units and socat/ser2net bridges go through the same code.  Every
- * wait polls the port and the job's cancel fd with the time left to the
- * command's deadline.
+ * "libserialport" opens every port libserialport knows (a sysfs entry, as
+ * every USB serial port has), "fd" drives what it does not know (a
+ * pseudo-terminal given directly, a socat/ser2net bridge) or an already
+ * open fd, so emulated units go through the same code.  Every wait polls
+ * the port and the job's cancel fd with the time left to the command's
+ * deadline.
  */
 #include "config.h"
 
@@ -17,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -33,11 +35,13 @@
 static int	xport_sp_open(struct xport *, const char *, char **);
 static void	xport_sp_close(struct xport *);
 static int	xport_sp_set_lines(struct xport *, int, int);
+static int	xport_sp_set_line(struct xport *, int, int);
 static int	xport_sp_set_baud(struct xport *, unsigned);
 static int	xport_sp_flush_in(struct xport *);
 static int	xport_fd_open(struct xport *, const char *, char **);
 static void	xport_fd_close(struct xport *);
 static int	xport_fd_set_lines(struct xport *, int, int);
+static int	xport_fd_set_line(struct xport *, int, int);
 static int	xport_fd_set_baud(struct xport *, unsigned);
 static int	xport_fd_flush_in(struct xport *);
 static int	xport_io_read(struct xport *, void *, size_t, uint64_t);
@@ -45,12 +49,13 @@ static int	xport_io_write(struct xport *, const void *, size_t,
 		    uint64_t);
 
 static const struct xport_ops xport_sp_ops = {
-	.name = "serial",
+	.name = "libserialport",
 	.open = xport_sp_open,
 	.close = xport_sp_close,
 	.read = xport_io_read,
 	.write = xport_io_write,
 	.set_lines = xport_sp_set_lines,
+	.set_line = xport_sp_set_line,
 	.set_baud = xport_sp_set_baud,
 	.flush_in = xport_sp_flush_in,
 };
@@ -62,6 +67,7 @@ static const struct xport_ops xport_fd_ops = {
 	.read = xport_io_read,
 	.write = xport_io_write,
 	.set_lines = xport_fd_set_lines,
+	.set_line = xport_fd_set_line,
 	.set_baud = xport_fd_set_baud,
 	.flush_in = xport_fd_flush_in,
 };
@@ -310,6 +316,44 @@ xport_busy(const char *path, char **cause)
 	return (-EBUSY);
 }
 
+/*
+ * The -EACCES answer: name the group that owns the node (the usual fix is
+ * joining it) and our udev rule (data/60-espfleet.rules), which hands the
+ * units to plugdev instead.
+ */
+static int
+xport_denied(const char *path, int error, char **cause)
+{
+	struct stat	 st;
+	struct group	 gr, *grp = NULL;
+	char		 buf[1024], gid[32];
+	const char	*name = NULL;
+
+	if (stat(path, &st) == 0) {
+		if (getgrgid_r(st.st_gid, &gr, buf, sizeof(buf), &grp) == 0 &&
+		    grp != NULL)
+			name = grp->gr_name;
+		else {
+			snprintf(gid, sizeof(gid), "%lu",
+			    (unsigned long)st.st_gid);
+			name = gid;
+		}
+	}
+	if (name != NULL && st.st_gid != 0)
+		*cause = xasprintf("%s: permission denied; add this user to "
+		    "group %s, which owns the port (usermod -aG %s USER, then "
+		    "log in again), or install espfleet's udev rule "
+		    "60-espfleet.rules, which gives ESP32 ports to group "
+		    "plugdev, join plugdev and replug the unit", path, name,
+		    name);
+	else
+		*cause = xasprintf("%s: permission denied; install espfleet's "
+		    "udev rule 60-espfleet.rules, which gives ESP32 ports to "
+		    "group plugdev, join plugdev (usermod -aG plugdev USER, "
+		    "then log in again) and replug the unit", path);
+	return (-error);
+}
+
 /* Open path for I/O, never as a controlling terminal, and flock it. */
 static int
 xport_open_locked(const char *path, int *fdp, int need_tty, char **cause)
@@ -321,9 +365,10 @@ xport_open_locked(const char *path, int *fdp, int need_tty, char **cause)
 		error = errno;
 		if (error == EBUSY)
 			return (xport_busy(path, cause));
-		*cause = xasprintf("%s: cannot open: %s%s", path,
-		    strerror(error), error == EACCES ? " (is this user in "
-		    "the dialout group?)" : "");
+		if (error == EACCES || error == EPERM)
+			return (xport_denied(path, error, cause));
+		*cause = xasprintf("%s: cannot open: %s", path,
+		    strerror(error));
 		return (error == ENOENT ? -ENODEV : -error);
 	}
 	if (need_tty && !isatty(fd)) {
@@ -465,24 +510,47 @@ xport_open(struct xport *x, const char *path, char **cause)
 	/*
 	 * libserialport finds ports through sysfs by their /dev name: ask
 	 * with the name given, then with the resolved one (/dev/serial/by-id
-	 * links, bench symlinks).
+	 * links, bench symlinks).  A port it knows is a real serial port and
+	 * is driven by libserialport alone: if it cannot open it, that is
+	 * the answer, not a reason to try the port as a plain tty.
 	 */
 	if (sp_get_port_by_name(path, &sp) == SP_OK ||
 	    sp_get_port_by_name(real, &sp) == SP_OK) {
 		x->ops = &xport_sp_ops;
 		x->sp = sp;
-		error = x->ops->open(x, path, cause);
-		/*
-		 * A sysfs entry over a pseudo-terminal (umockdev) makes
-		 * sp_open fail on TIOCMGET: such a port is a plain tty.
-		 */
-		if (error != -ENOTTY)
-			return (error);
-		free(*cause);
-		*cause = NULL;
+		if ((error = x->ops->open(x, path, cause)) != 0)
+			x->ops = NULL;
+		return (error);
 	}
+	/* No sysfs entry: a pty given directly (espfleet-sim) or a bridge. */
 	x->ops = &xport_fd_ops;
-	return (x->ops->open(x, path, cause));
+	if ((error = x->ops->open(x, path, cause)) != 0)
+		x->ops = NULL;
+	return (error);
+}
+
+/* Which back end drives the transport. */
+const char *
+xport_backend(const struct xport *x)
+{
+	if (x->ops == NULL)
+		return ("none");
+	return (x->ops->name);
+}
+
+/* The USB ids libserialport read from sysfs for this port. */
+int
+xport_usb_id(const struct xport *x, uint16_t *vid, uint16_t *pid)
+{
+	int	v, p;
+
+	if (x->sp == NULL ||
+	    sp_get_port_transport(x->sp) != SP_TRANSPORT_USB ||
+	    sp_get_port_usb_vid_pid(x->sp, &v, &p) != SP_OK)
+		return (-ENODEV);
+	*vid = (uint16_t)v;
+	*pid = (uint16_t)p;
+	return (0);
 }
 
 /* Adopt an open fd (socketpair, pty master or slave) as an fd transport. */
@@ -576,6 +644,45 @@ xport_set_lines(struct xport *x, int dtr, int rts)
 	return (0);
 }
 
+/* Assert or release DTR alone. */
+int
+xport_set_dtr(struct xport *x, int on)
+{
+	int	error;
+
+	if ((error = x->ops->set_line(x, XPORT_DTR, on)) != 0)
+		return (error);
+	x->dtr = on != 0;
+	return (0);
+}
+
+/* Assert or release RTS alone. */
+int
+xport_set_rts(struct xport *x, int on)
+{
+	int	error;
+
+	if ((error = x->ops->set_line(x, XPORT_RTS, on)) != 0)
+		return (error);
+	x->rts = on != 0;
+	return (0);
+}
+
+/*
+ * esptool's _setRTS: write RTS, then write DTR again unchanged, so that a
+ * CDC driver that only sends SET_CONTROL_LINE_STATE on a DTR write
+ * (Windows usbser.sys) passes the new RTS on (PROTOCOL.md 8.1).
+ */
+static int
+xport_rts_then_dtr(struct xport *x, int on)
+{
+	int	error;
+
+	if ((error = xport_set_rts(x, on)) != 0)
+		return (error);
+	return (xport_set_dtr(x, x->dtr));
+}
+
 /* Change the line speed on our side. */
 int
 xport_set_baud(struct xport *x, unsigned baud)
@@ -623,25 +730,30 @@ xport_pause(struct xport *x, unsigned ms)
 
 /*
  * esptool's ClassicReset: EN low, then GPIO0 low while EN is released, so
- * the chip samples GPIO0 low and starts the ROM bootloader.  The pauses
- * are the documented pulse widths (PROTOCOL.md 8.1).
+ * the chip samples GPIO0 low and starts the ROM bootloader.  One line per
+ * write, DTR re-written after each RTS write; the pauses are the
+ * documented pulse widths (PROTOCOL.md 8.1).
  */
 int
 xport_reset_classic(struct xport *x, unsigned delay_ms)
 {
 	int	error;
 
-	if ((error = xport_set_lines(x, 0, 1)) != 0 ||
+	if ((error = xport_set_dtr(x, 0)) != 0 ||
+	    (error = xport_rts_then_dtr(x, 1)) != 0 ||
 	    (error = xport_pause(x, 100)) != 0 ||
-	    (error = xport_set_lines(x, 1, 1)) != 0 ||
-	    (error = xport_set_lines(x, 1, 0)) != 0 ||
+	    (error = xport_set_dtr(x, 1)) != 0 ||
+	    (error = xport_rts_then_dtr(x, 0)) != 0 ||
 	    (error = xport_pause(x, delay_ms)) != 0 ||
-	    (error = xport_set_lines(x, 0, 0)) != 0)
+	    (error = xport_set_dtr(x, 0)) != 0)
 		return (error);
 	return (0);
 }
 
-/* esptool's UnixTightReset: the same pulses with both lines set at once. */
+/*
+ * esptool's UnixTightReset: the same pulses with both lines set in one
+ * TIOCMSET each, then a lone DTR=0 that some drivers need to let GPIO0 go.
+ */
 int
 xport_reset_tight(struct xport *x, unsigned delay_ms)
 {
@@ -653,20 +765,24 @@ xport_reset_tight(struct xport *x, unsigned delay_ms)
 	    (error = xport_pause(x, 100)) != 0 ||
 	    (error = xport_set_lines(x, 1, 0)) != 0 ||
 	    (error = xport_pause(x, delay_ms)) != 0 ||
-	    (error = xport_set_lines(x, 0, 0)) != 0)
+	    (error = xport_set_lines(x, 0, 0)) != 0 ||
+	    (error = xport_set_dtr(x, 0)) != 0)
 		return (error);
 	return (0);
 }
 
-/* Pulse EN with GPIO0 released so the application boots (8.1 HardReset). */
+/*
+ * Pulse EN with GPIO0 left as it is so the application boots (8.1
+ * HardReset), RTS written as esptool's _setRTS does.
+ */
 int
 xport_reset_hard(struct xport *x, int usb)
 {
 	int	error;
 
-	if ((error = xport_set_lines(x, 0, 1)) != 0 ||
+	if ((error = xport_rts_then_dtr(x, 1)) != 0 ||
 	    (error = xport_pause(x, usb ? 200 : 100)) != 0 ||
-	    (error = xport_set_lines(x, 0, 0)) != 0)
+	    (error = xport_rts_then_dtr(x, 0)) != 0)
 		return (error);
 	if (usb)
 		return (xport_pause(x, 200));
@@ -725,14 +841,25 @@ xport_sp_error(enum sp_return r, const char *path, const char *what,
 static int
 xport_sp_open(struct xport *x, const char *path, char **cause)
 {
+	struct termios	tio;
 	enum sp_return	r;
-	int		error, fd, flags;
+	int		error, fd, flags, bits;
 	const char	*what;
 
 	if ((error = xport_open_locked(path, &x->lock_fd, 1, cause)) != 0)
 		goto fail_free;
 	if ((r = sp_open(x->sp, SP_MODE_READ_WRITE)) != SP_OK) {
-		error = xport_sp_error(r, path, "cannot open", cause);
+		/* Say which back end failed: the port is not tried as a tty. */
+		error = xport_sp_error(r, path, "libserialport cannot open "
+		    "it", cause);
+		if (error == -ENOTTY || error == -EINVAL) {
+			/* sp_open reads the modem lines (TIOCMGET). */
+			free(*cause);
+			*cause = xasprintf("%s: libserialport cannot open it: "
+			    "the port refuses the modem-control ioctls every "
+			    "USB serial port has; unplug and replug the unit",
+			    path);
+		}
 		goto fail_unlock;
 	}
 	if ((r = sp_get_port_handle(x->sp, &fd)) != SP_OK) {
@@ -759,6 +886,28 @@ xport_sp_open(struct xport *x, const char *path, char **cause)
 	    (r = sp_set_dsr(x->sp, SP_DSR_IGNORE)) != SP_OK) {
 		error = xport_sp_error(r, path, what, cause);
 		goto fail_close;
+	}
+	/*
+	 * sp_open leaves VMIN = VTIME = 0, where a read with nothing to read
+	 * returns 0 even on a non-blocking fd, which is what a hang-up looks
+	 * like: VMIN = 1 makes "nothing yet" EAGAIN and keeps 0 for "gone".
+	 */
+	if (tcgetattr(fd, &tio) == -1) {
+		error = xport_errno(errno);
+		*cause = xasprintf("%s: %s: %s", path, what, strerror(errno));
+		goto fail_close;
+	}
+	tio.c_cc[VMIN] = 1;
+	tio.c_cc[VTIME] = 0;
+	if (tcsetattr(fd, TCSANOW, &tio) == -1) {
+		error = xport_errno(errno);
+		*cause = xasprintf("%s: %s: %s", path, what, strerror(errno));
+		goto fail_close;
+	}
+	/* Start from the lines as the kernel left them (raised on open). */
+	if (ioctl(fd, TIOCMGET, &bits) == 0) {
+		x->dtr = (bits & TIOCM_DTR) != 0;
+		x->rts = (bits & TIOCM_RTS) != 0;
 	}
 	x->path = xstrdup(path);
 	x->flags = XPORT_IS_TTY;
@@ -809,6 +958,22 @@ xport_sp_set_lines(struct xport *x, int dtr, int rts)
 	if (rts)
 		bits |= TIOCM_RTS;
 	if (ioctl(x->fd, TIOCMSET, &bits) == -1)
+		return (xport_errno(errno));
+	return (0);
+}
+
+/*
+ * One line through TIOCMBIS/TIOCMBIC on libserialport's handle, exactly
+ * one write per call: sp_set_dtr() re-applies the whole configuration and
+ * so writes RTS too, which would put extra edges into a reset sequence.
+ */
+static int
+xport_sp_set_line(struct xport *x, int line, int on)
+{
+	int	bits;
+
+	bits = line == XPORT_DTR ? TIOCM_DTR : TIOCM_RTS;
+	if (ioctl(x->fd, on ? TIOCMBIS : TIOCMBIC, &bits) == -1)
 		return (xport_errno(errno));
 	return (0);
 }
@@ -876,6 +1041,16 @@ xport_fd_set_lines(struct xport *x, int dtr, int rts)
 {
 	if (x->lines_cb != NULL)
 		x->lines_cb(x->lines_arg, dtr, rts);
+	return (0);
+}
+
+/* One line of a port without lines: only the hook hears of it. */
+static int
+xport_fd_set_line(struct xport *x, int line, int on)
+{
+	if (x->lines_cb != NULL)
+		x->lines_cb(x->lines_arg, line == XPORT_DTR ? on != 0 : x->dtr,
+		    line == XPORT_RTS ? on != 0 : x->rts);
 	return (0);
 }
 

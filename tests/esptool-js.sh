@@ -1,7 +1,8 @@
 #!/bin/sh
 # Interop: Espressif's esptool-js, unchanged, writes the real factory image to
 # an espfleet-sim unit over the ROM loader protocol; the unit's flash must then
-# hold the image byte for byte, with 0xFF after it.
+# hold the image byte for byte, with 0xFF after it.  Then again through the
+# flasher stub, as esptool-js's main() uploads and runs it.
 . "$top_srcdir/tests/tap.sh"
 
 fw_name=factory-screek-humen-sensor-1u-20230704_1.bin
@@ -57,7 +58,7 @@ simpid=$!
 deadline=$(($(date +%s) + ready_timeout))
 up=1
 while :; do
-	if grep -qx ready "$tmp/sim.out"; then
+	if grep -qsx ready "$tmp/sim.out"; then
 		up=0
 		break
 	fi
@@ -136,5 +137,50 @@ rest=$(tail -c +"$((size + 1))" "$flash" 2>/dev/null |
 [ "$fsize" -gt "$size" ] && [ "$rest" -eq 0 ]
 ok $? "flash0.bin after the image is all 0xFF\
  ($((fsize - size)) bytes, $rest not 0xFF)"
+
+# ---- the stub path: esptool-js's own main(), runStub() and "OHAI" --------
+mkdir "$tmp/ssim"
+"$sim" --units 1 --dir "$tmp/ssim" --profile fast \
+    >"$tmp/ssim.out" 2>"$tmp/ssim.err" &
+simpid=$!
+deadline=$(($(date +%s) + ready_timeout))
+up=1
+while :; do
+	if grep -qsx ready "$tmp/ssim.out"; then
+		up=0
+		break
+	fi
+	kill -0 "$simpid" 2>/dev/null || break
+	[ "$(date +%s)" -lt "$deadline" ] || break
+	sleep 0.05	# polling for "ready"
+done
+ok $up "a second espfleet-sim printed ready"
+sport=$(awk '$1 == "unit" && $2 == 0 { print $3 }' "$tmp/ssim.out")
+timeout "$flash_timeout" "$NODE" "$top_srcdir/tests/interop/flash.mjs" \
+    --port "$sport" --image "$fw" --address 0 --modules "$mods" --stub \
+    --trace "$tmp/strace.log" >"$tmp/sflash.out" 2>&1 &
+flashpid=$!
+wait "$flashpid"
+rc=$?
+flashpid=
+grep -v '^# Debug: ' "$tmp/sflash.out" | sed '/^#/!s/^/# /'
+ok $rc "esptool-js main() + writeFlash through the stub exit 0"
+grep -q '^# Uploading stub' "$tmp/sflash.out" &&
+    grep -q '^# Stub running' "$tmp/sflash.out" &&
+    grep -q '^# IS_STUB true' "$tmp/sflash.out"
+ok $? "esptool-js uploaded its stub and got OHAI (IS_STUB true)"
+grep -qx "# flash.mjs: stub SPI_FLASH_MD5 matches the image" \
+    "$tmp/sflash.out"
+ok $? "the stub's 16-byte SPI_FLASH_MD5 matches the image"
+grep -q "^# flash.mjs: stub READ_FLASH of [0-9]* bytes matches" \
+    "$tmp/sflash.out"
+ok $? "READ_FLASH streamed through the stub matches the image"
+kill "$simpid"
+wait "$simpid"
+simpid=
+cmp -n "$size" "$fw" "$tmp/ssim/flash0.bin" >"$tmp/cmp.out" 2>&1
+rc=$?
+[ $rc -eq 0 ] || diag_file "$tmp/cmp.out"
+ok $rc "stub path: flash0.bin equals $fw_name byte for byte"
 
 done_testing

@@ -125,7 +125,8 @@ if [ "$have_fw" = 1 ]; then
 	ok $? "every port says verified ($n)"
 
 	# 2: the OTA image at 0x10000 on the same 8, then reboot.
-	"$ESPF" flash $(ports main 0 7) 0x10000 "$OTA" >"$tmp/ota.out" 2>&1
+	"$ESPF" flash $(ports main 0 7) --boot-wait 1 0x10000 "$OTA" \
+	    >"$tmp/ota.out" 2>&1
 	rc=$?
 	ok $rc "OTA image written at 0x10000 to the same 8 units (exit $rc)"
 	[ $rc -ne 0 ] && sed 's/^/#   /' "$tmp/ota.out"
@@ -143,10 +144,45 @@ if [ "$have_fw" = 1 ]; then
 		k=$((k + 1))
 	done
 	[ -z "$bad" ]
-	ok $? "each flashK.bin: factory head, OTA at 0x10000, 0xFF after" \
-	    "(bad:${bad:- none})"
+	ok $? "each flashK.bin: factory head, OTA at 0x10000, 0xFF after \
+(bad:${bad:- none})"
 else
 	stop_sim
+fi
+
+# The flasher stub from the esptool-js npm package: the same factory image
+# to 8 fresh units, byte for byte, through the stub's protocol.
+STUB="$top_srcdir/tests/interop/node_modules/esptool-js/lib/targets/stub_flasher/esp32s2.json"
+if [ "$have_fw" = 1 ] && [ -f "$STUB" ]; then
+	start_sim stub --units 8 --profile fast
+	"$ESPF" flash $(ports stub 0 7) --stub "$STUB" --json --after stay \
+	    "$FACTORY" >"$tmp/stub.out" 2>&1
+	rc=$?
+	ok $rc "--stub: factory image written to 8 units (exit $rc)"
+	[ $rc -ne 0 ] && sed 's/^/#   /' "$tmp/stub.out"
+	n=$(grep -c '^{"event":"result",.*"status":"verified".*"loader":"stub"' \
+	    "$tmp/stub.out")
+	[ "$n" -eq 8 ]
+	ok $? "... every unit was written by the stub ($n)"
+	stop_sim
+	bad=""
+	k=0
+	while [ $k -le 7 ]; do
+		flash_is "$tmp/stub/flash$k.bin" 0 "$FACTORY" "$FACTORY_LEN" ||
+		    bad="$bad $k"
+		k=$((k + 1))
+	done
+	[ -z "$bad" ]
+	ok $? "... each flashK.bin holds it byte for byte (bad:${bad:- none})"
+	printf '{"text": "@@@", "text_start": 1, "entry": 2}' >"$tmp/bad.json"
+	"$ESPF" flash --port "$tmp/stub/tty0" --stub "$tmp/bad.json" \
+	    "$FACTORY" >"$tmp/stub2.out" 2>&1
+	rc=$?
+	[ $rc -eq 2 ] && grep -q 'not base64' "$tmp/stub2.out"
+	ok $? "a broken stub file is exit 2 with the reason (got $rc)"
+elif [ "$have_fw" = 1 ]; then
+	diag "no esptool-js stub at $STUB (cd tests/interop && npm ci):" \
+	    "the --stub runs are skipped"
 fi
 
 # Bad input: nothing is written, exit 2.

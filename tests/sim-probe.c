@@ -8,7 +8,8 @@
  *   sim-probe flash TTY FILE     write 40 KB compressed at 0x8000, check
  *                                the MD5 reply and FILE right after it
  *   sim-probe gone TTY           SYNC until the unit vanishes (unplug)
- *   sim-probe inproc             sim_start() with 2 units in a temp dir
+ *   sim-probe inproc             sim_start() with 2 units in a temp dir,
+ *                                BOOT+RST pressed from another thread
  *
  * Exit 0 when everything matched, 1 otherwise (the reason on stderr).
  */
@@ -355,6 +356,22 @@ probe_inproc(void)
 		if (st.emu.commands < 1 || st.state != EMU_ST_DOWNLOAD)
 			probe_fail("unit %u: stats show no SYNC", k);
 	}
+	/* BOOT+RST from this thread: unit 1 comes back on a new pty. */
+	sim_press_boot_rst(s, 1);
+	{
+		uint64_t	 deadline = util_now_ms() + 2000;
+
+		do {
+			sim_unit_stats(s, 1, &st);
+			if (st.generation == 1)
+				break;
+			util_sleep_us(10000);
+		} while (util_now_ms() < deadline);
+		if (st.generation != 1 || st.state != EMU_ST_DOWNLOAD ||
+		    st.reason != EMU_RS_HARD_RESET || st.pid != 0x0002)
+			probe_fail("unit 1: BOOT+RST did not re-enumerate it");
+	}
+	probe_sync(sim_tty(s, 1));
 	if (sim_join(s) != 0)
 		probe_fail("sim_run failed");
 	sim_free(s);

@@ -3,7 +3,8 @@
 # and eFuse MACs through the ttys, reopening, a compressed write that is in
 # DIR/flashK.bin as soon as its reply arrived, SIGUSR1 stats, an unplug
 # fault, delays of one unit not holding up another, 64 units, clean exit on
-# SIGTERM, and refusal of bad options.
+# SIGTERM, refusal of bad options, and with --boot a unit's life: written,
+# watchdog reset, booted on a new pty with its banner, BOOT+RST (SIGUSR2).
 . "$top_srcdir/tests/tap.sh"
 
 sim="$top_builddir/src/espfleet-sim"
@@ -218,6 +219,105 @@ st=$?
 ok $st "sim_start/sim_join in-process: 2 units answer, links removed on exit"
 [ $st -eq 0 ] || diag_file "$tmp/p.out"
 
+# ---- unit life (--boot): write, watchdog reset, the app's new port --------
+# skip_n N WHY: N TAP lines with the SKIP directive (not passes).
+skip_n() {
+	_i=0
+	while [ $_i -lt "$1" ]; do
+		tap_n=$((tap_n + 1))
+		echo "ok $tap_n # SKIP $2"
+		_i=$((_i + 1))
+	done
+}
+# stats_has DIR PID PATTERN: ask for stats (SIGUSR1), match unit 0's line.
+stats_has() {
+	kill -USR1 "$2" && grep -q -e "$3" "$1/stats" 2>/dev/null
+}
+fwdir="${ESPF_SHARED:-$top_srcdir/../shared}/firmware"
+factory="$fwdir/factory-screek-humen-sensor-1u-20230704_1.bin"
+espf="$top_builddir/src/espfleet"
+if [ -r "$factory" ] && [ -x "$espf" ]; then
+	start_sim l --units 1 --dir "$tmp/l" --boot
+	ok $? "--boot: one unit ready in download mode"
+	lpid=$pid
+	old=$(readlink "$tmp/l/tty0")
+	exec 3<"$tmp/l/tty0"	# a client of the old port, left idle
+	"$espf" flash --port "$tmp/l/tty0" --after reboot "$factory" \
+	    >"$tmp/l.flash" 2>&1
+	ok $? "espfleet wrote the factory image and reset the unit"
+	wait_for 10 stats_has "$tmp/l" "$lpid" \
+	    'generation 1 usb 303a:80c2 state app reason watchdog-reset$'
+	ok $? "stats: generation 1, usb 303a:80c2, state app after the watchdog"
+	timeout 5 cat <&3 >/dev/null 2>&1
+	rc=$?
+	exec 3<&-
+	[ $rc -ne 124 ] && [ -L "$tmp/l/tty0" ]
+	ok $? "the old pty ($old) hung up; DIR/tty0 links a new one"
+	# The banner is on the new port: espfleet's boot check may have read
+	# it already ("booted: ESPHome ..."), else the first read shows it.
+	if grep -q 'booted: ESPHome 2023.6.3' "$tmp/l.flash"; then
+		ok 0 "espfleet read the app's banner: booted: ESPHome 2023.6.3"
+	else
+		timeout 5 cat "$tmp/l/tty0" >"$tmp/l.banner" 2>/dev/null &
+		catpid=$!
+		wait_for 5 grep -qs 'ESPHome version 2023.6.3 compiled on' \
+		    "$tmp/l.banner"
+		ok $? "the app's banner on the new port names ESPHome 2023.6.3"
+		kill "$catpid" 2>/dev/null
+		wait "$catpid" 2>/dev/null
+	fi
+	# BOOT+RST (SIGUSR2): back into download mode on a new port.
+	kill -USR2 "$lpid"
+	wait_for 10 stats_has "$tmp/l" "$lpid" \
+	    'generation 2 usb 303a:0002 state download reason hard-reset$'
+	ok $? "SIGUSR2 (BOOT+RST): generation 2, 303a:0002, download mode"
+	"$probe" sync "$tmp/l/tty0" >"$tmp/p.out" 2>&1
+	ok $? "the ROM on the new port answers SYNC"
+	stop_sim "$lpid"
+	ok $? "--boot: SIGTERM exit 0"
+else
+	skip_n 8 "no factory image or no src/espfleet"
+fi
+# A reenum fault: the port goes away at the first SYNC and a new one,
+# in download mode, answers the next.
+start_sim q --units 1 --dir "$tmp/q" --fault kind=reenum,op=SYNC,at=1
+ok $? "--fault kind=reenum,op=SYNC: ready"
+qpid=$pid
+exec 3<"$tmp/q/tty0"
+"$probe" sync "$tmp/q/tty0" >"$tmp/p.out" 2>&1
+wait_for 10 stats_has "$tmp/q" "$qpid" \
+    'generation 1 usb 303a:0002 state download reason soft-reset$'
+ok $? "the first SYNC re-enumerated the unit (generation 1, soft-reset)"
+timeout 5 cat <&3 >/dev/null 2>&1
+rc=$?
+exec 3<&-
+[ $rc -ne 124 ]
+ok $? "a client of the old pty saw a hangup"
+"$probe" sync "$tmp/q/tty0" >"$tmp/p.out" 2>&1
+ok $? "the new port answers SYNC"
+stop_sim "$qpid"
+start_sim w --units 2 --dir "$tmp/w" --boot --board 1=bridge
+ok $? "--board 1=bridge: ready"
+wpid=$pid
+wait_for 10 stats_has "$tmp/w" "$wpid" '^unit 1 .* usb 10c4:ea60 ' &&
+    grep -q '^unit 0 .* usb 303a:0002 ' "$tmp/w/stats"
+ok $? "unit 1 is a bridge board (10c4:ea60), unit 0 native USB"
+stop_sim "$wpid"
+start_sim e --units 1 --dir "$tmp/e" --boot --start app
+ok $? "--boot --start app with empty flash: ready"
+epid=$pid
+wait_for 10 stats_has "$tmp/e" "$epid" 'usb 303a:0002 state download'
+ok $? "empty flash: the unit boots into download mode"
+timeout 5 cat "$tmp/e/tty0" >"$tmp/e.text" 2>/dev/null &
+catpid=$!
+wait_for 5 grep -qs 'waiting for download' "$tmp/e.text"
+ok $? "it prints the ROM's 'waiting for download'"
+kill "$catpid" 2>/dev/null
+wait "$catpid" 2>/dev/null
+grep -q 'invalid header: 0xffffffff' "$tmp/e.text"
+ok $? "after 'invalid header: 0xffffffff'"
+stop_sim "$epid"
+
 # ---- bad options: exit 2, clear message, nothing created ------------------
 # expect_usage DESC PATTERN ARGS...
 expect_usage() {
@@ -243,6 +343,14 @@ expect_usage "--flash-size 3MB" "flash size '3MB'" \
     --units 1 --dir "$tmp/bad" --flash-size 3MB
 expect_usage "--chip esp32c3" "esp32s2 and esp32" \
     --units 1 --dir "$tmp/bad" --chip esp32c3
+expect_usage "--board without --boot" "need --boot" \
+    --units 1 --dir "$tmp/bad" --board bridge
+expect_usage "--board bogus" "--board 'bogus'" \
+    --units 1 --dir "$tmp/bad" --boot --board bogus
+expect_usage "--board 3=bridge with 2 units" "names unit 3" \
+    --units 2 --dir "$tmp/bad" --boot --board 3=bridge
+expect_usage "--fault kind=slow-flash without factor" "needs factor=" \
+    --units 1 --dir "$tmp/bad" --fault kind=slow-flash
 [ ! -e "$tmp/bad" ]
 ok $? "nothing was created for the refused command lines"
 done_testing

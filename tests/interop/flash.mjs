@@ -1,13 +1,17 @@
 // Write an image to an espfleet-sim unit with Espressif's esptool-js.
 //
 // usage: node flash.mjs --port PTY --image FILE [--address N]
-//            [--modules DIR] [--trace FILE] [--no-compress]
+//            [--modules DIR] [--trace FILE] [--no-compress] [--stub]
 //
 // Drives an unmodified esptool-js (ESPLoader + Transport) through the pty
 // adapter in adapter.mjs.  It runs what ESPLoader.main() runs except the
 // flasher-stub upload (runStub) and the baud-rate change, so every command
 // goes to the ROM loader: detectChip(), the chip description, MAC and flash
 // ID reads, writeFlash() with compression, then SPI_FLASH_MD5 of the range.
+// With --stub it runs ESPLoader.main() itself instead (detectChip, the
+// chip description, runStub: the flasher-stub upload and "OHAI", the flash
+// ID), writes through the stub, checks the stub's raw MD5 and reads the
+// first 64 KiB back with the stub's streaming READ_FLASH.
 // Everything esptool-js prints is passed on as "# " lines so a TAP harness
 // shows it as diagnostics; with --trace its wire trace goes to FILE.
 // Exit status: 0 written and verified, 1 esptool-js failed, 2 usage.
@@ -35,19 +39,24 @@ function say(text) {
 function usage(msg) {
 	process.stderr.write(`flash.mjs: ${msg}\n` +
 	    "usage: node flash.mjs --port PTY --image FILE [--address N] " +
-	    "[--modules DIR] [--trace FILE] [--no-compress]\n");
+	    "[--modules DIR] [--trace FILE] [--no-compress] [--stub]\n");
 	process.exit(2);
 }
 
 // Parse the command line into an options object.
 function parseArgs(argv) {
-	const o = { address: 0, compress: true, modules: null, trace: null };
+	const o = { address: 0, compress: true, modules: null, trace: null,
+	    stub: false };
 	let i, a, v;
 
 	for (i = 0; i < argv.length; i++) {
 		a = argv[i];
 		if (a === "--no-compress") {
 			o.compress = false;
+			continue;
+		}
+		if (a === "--stub") {
+			o.stub = true;
 			continue;
 		}
 		if (!["--port", "--image", "--address", "--modules",
@@ -154,6 +163,8 @@ async function run(o) {
 		terminal: term,
 		debugLogging: true,
 	});
+	if (o.stub)
+		return (runStubPath(o, esptool, image, port, loader, term));
 	try {
 		/* connect (SYNC) + chip identification; no stub. */
 		await loader.detectChip("default_reset");
@@ -196,6 +207,59 @@ async function run(o) {
 	}
 	report(port);
 	await transport.disconnect().catch((err) =>
+	    say(`disconnect: ${err.message}`));
+	say("flash.mjs: done");
+	return (0);
+}
+
+// The stub path: ESPLoader.main() as esptool-js runs it, then writeFlash()
+// through the stub, its 16-byte MD5, and READ_FLASH of the first 64 KiB.
+async function runStubPath(o, esptool, image, port, loader, term) {
+	const len = Math.ceil(image.length / 4) * 4;
+	const padded = new Uint8Array(len).fill(0xff);
+	const back = Math.min(65536, len);
+	let want, got, data;
+
+	padded.set(image);
+	try {
+		await loader.main("default_reset");
+		term.flush();
+		say(`IS_STUB ${loader.IS_STUB}, FLASH_WRITE_SIZE 0x` +
+		    loader.FLASH_WRITE_SIZE.toString(16));
+		if (!loader.IS_STUB)
+			throw new Error("main() did not start the stub");
+		await loader.writeFlash({
+			fileArray: [{ data: image, address: o.address }],
+			flashMode: "keep",
+			flashFreq: "keep",
+			flashSize: "keep",
+			eraseAll: false,
+			compress: o.compress,
+		});
+		term.flush();
+		want = createHash("md5").update(padded).digest("hex");
+		got = await loader.flashMd5sum(o.address, len);
+		say(`File  md5: ${want}`);
+		say(`Flash md5: ${got} (stub, 16 raw bytes)`);
+		if (got !== want)
+			throw new Error("the stub's MD5 of the written range " +
+			    "does not match the image");
+		say("flash.mjs: stub SPI_FLASH_MD5 matches the image");
+		data = await loader.readFlash(o.address, back);
+		if (data.length !== back || Buffer.compare(Buffer.from(data),
+		    Buffer.from(padded.subarray(0, back))) !== 0)
+			throw new Error("READ_FLASH through the stub returned " +
+			    "other bytes");
+		say(`flash.mjs: stub READ_FLASH of ${back} bytes matches`);
+	} catch (err) {
+		term.flush();
+		say(`ERROR: ${err && err.name ? err.name + ": " : ""}` +
+		    `${err && err.message ? err.message : err}`);
+		report(port);
+		return (1);
+	}
+	report(port);
+	await loader.transport.disconnect().catch((err) =>
 	    say(`disconnect: ${err.message}`));
 	say("flash.mjs: done");
 	return (0);

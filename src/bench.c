@@ -1,0 +1,1063 @@
+/*
+ * The bench controller (espfleet's default command): the main thread's
+ * poll() loop over the keyboard, the udev monitor (or the simulated
+ * fleet's timeline), the jobs' wake eventfd and the signal self-pipe.
+ *
+ *	port events  -> registry -> actions -> jobs (one worker each)
+ *	job snapshots (on a wake) -> registry -> TUI (throttled frames)
+ *	keys -> TUI -> commands -> registry
+ *
+ * Workers never see the registry or curses; they publish snapshots that
+ * this loop copies in.  Signal handlers only set a flag and write a byte.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <locale.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "chip.h"
+#include "demo.h"
+#include "emu.h"
+#include "hotplug.h"
+#include "image.h"
+#include "job.h"
+#include "registry.h"
+#include "sim.h"
+#include "simfleet.h"
+#include "transport.h"
+#include "ui.h"
+#include "util.h"
+
+#define BENCH_EXIT_USAGE	2
+
+/* The signal handler's only state: a flag and the pipe's write end. */
+static volatile sig_atomic_t	bench_signalled;
+static int			bench_sigpipe[2] = { -1, -1 };
+
+/* A running flash job and what was last copied from it. */
+struct bench_job {
+	struct job	*job;
+	int		 row;
+	unsigned	 gen;
+	uint64_t	 bytes;
+	enum reg_state	 phase;		/* highest reported to the registry */
+	int		 told_chip;
+	int		 told_mac;
+	int		 told_write;
+};
+
+/* What the registry does not keep about a row (details view). */
+struct bench_row {
+	uint32_t	 flash_size;
+	char		 phase[32];
+	char		 note[160];
+	char		 error[320];
+	char		 boot[96];	/* the boot check's verdict */
+	char		 holder[128];	/* last "port in use by" warning */
+};
+
+struct bench {
+	struct reg		*reg;
+	struct ui		*ui;
+	struct hotplug		*hp;
+	struct simfleet		*sf;
+	struct image_set	*set;
+	struct job_params	 params;
+	int			 wake_fd;
+
+	struct bench_job	*jobs;
+	size_t			 njobs;
+	struct bench_row	*rows;
+	int			 nrows;
+
+	FILE			*trace;
+	int			 exit_when_done;
+	int			 quit;
+	unsigned		 sim_units;
+};
+
+static const struct option bench_options[] = {
+	{ "auto", no_argument, NULL, 'a' },
+	{ "exit-when-done", no_argument, NULL, 'x' },
+	{ "fault", required_argument, NULL, 'F' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "match", required_argument, NULL, 'm' },
+	{ "no-auto", no_argument, NULL, 'n' },
+	{ "profile", required_argument, NULL, 'P' },
+	{ "seed", required_argument, NULL, 's' },
+	{ "simulate", required_argument, NULL, 'S' },
+	{ "trace", required_argument, NULL, 'T' },
+	{ NULL, 0, NULL, 0 }
+};
+
+/* The synopsis of the default command. */
+static void
+bench_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: espfleet [--auto | --no-auto] [--match VID:PID]... "
+	    "[--trace FILE]\n"
+	    "                (IMAGE | OFFSET FILE...)\n"
+	    "       espfleet --simulate N [--profile fast|realistic] "
+	    "[--seed N]\n"
+	    "                [--fault SPEC | --fault none] "
+	    "[--exit-when-done] [--no-auto]\n"
+	    "                [--trace FILE] [IMAGE | OFFSET FILE...]\n");
+}
+
+/* A usage or input problem, said plainly. */
+static void printflike(1, 2)
+bench_bad(const char *fmt, ...)
+{
+	va_list	ap;
+
+	fputs("espfleet: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* A decimal number in [min, max]; -1 if it is not one. */
+static long long
+bench_number(const char *s, long long min, long long max)
+{
+	char		*end;
+	long long	 v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return (-1);
+	return (v);
+}
+
+/* ============================== Signals =============================== */
+
+/* Async-signal-safe: note the signal and wake the loop. */
+static void
+bench_signal_cb(int sig)
+{
+	int	saved = errno;
+
+	bench_signalled = sig;
+	if (bench_sigpipe[1] != -1)
+		(void)write(bench_sigpipe[1], "", 1);
+	errno = saved;
+}
+
+/* Install (on) or remove (off) the SIGINT/SIGTERM/SIGHUP handlers. */
+static int
+bench_signals(int on)
+{
+	struct sigaction	sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	if (on) {
+		if (pipe2(bench_sigpipe, O_NONBLOCK | O_CLOEXEC) == -1)
+			return (-errno);
+		sa.sa_handler = bench_signal_cb;
+	} else
+		sa.sa_handler = SIG_DFL;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = on ? SIG_IGN : SIG_DFL;
+	sigaction(SIGPIPE, &sa, NULL);
+	if (!on) {
+		close(bench_sigpipe[0]);
+		close(bench_sigpipe[1]);
+		bench_sigpipe[0] = bench_sigpipe[1] = -1;
+	}
+	return (0);
+}
+
+/* =============================== Trace ================================ */
+
+/* One trace line: monotonic microseconds, an event, a slot, a detail. */
+static void
+bench_trace(struct bench *b, const char *what, int slot, const char *detail)
+{
+	if (b->trace == NULL)
+		return;
+	fprintf(b->trace, "%llu %s %d %s\n",
+	    (unsigned long long)util_now_us(), what, slot,
+	    detail != NULL ? detail : "-");
+}
+
+/* The UI's frames and watched rows, for the trace. */
+static void
+bench_trace_cb(void *arg, const char *what, int n)
+{
+	struct bench	*b = arg;
+
+	if (strcmp(what, "shown") == 0)
+		bench_trace(b, "shown", n + 1, NULL);
+	else
+		bench_trace(b, what, n, NULL);
+}
+
+/* ============================ Row extras ============================== */
+
+/* The extras of row (grown as rows appear). */
+static struct bench_row *
+bench_row(struct bench *b, int row)
+{
+	if (row >= b->nrows) {
+		b->rows = xrealloc(b->rows, (size_t)(row + 1) *
+		    sizeof(*b->rows));
+		memset(b->rows + b->nrows, 0, (size_t)(row + 1 - b->nrows) *
+		    sizeof(*b->rows));
+		b->nrows = row + 1;
+	}
+	return (&b->rows[row]);
+}
+
+/* Fill the details view's extras for a row. */
+static void
+bench_detail_cb(void *arg, int row, struct ui_detail *d)
+{
+	struct bench			*b = arg;
+	const struct port_info		*pi;
+	struct bench_row		*r;
+	int				 k;
+
+	r = bench_row(b, row);
+	d->flash_size = r->flash_size;
+	snprintf(d->phase, sizeof(d->phase), "%s", r->phase);
+	snprintf(d->note, sizeof(d->note), "%s", r->note);
+	snprintf(d->error, sizeof(d->error), "%s", r->error);
+	snprintf(d->boot, sizeof(d->boot), "%s", r->boot);
+	if (b->sf != NULL && (pi = reg_row_port(b->reg, row)) != NULL &&
+	    (k = simfleet_find(b->sf, pi->location)) != -1)
+		simfleet_describe(b->sf, k, d->sim, sizeof(d->sim));
+}
+
+/* ============================== Warnings ============================== */
+
+/* Log a warning and show it in the message line. */
+static void printflike(3, 4)
+bench_warn(struct bench *b, uint64_t now, const char *fmt, ...)
+{
+	char	buf[512];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	reg_log(b->reg, now, "warning: %s", buf);
+	ui_message(b->ui, now, "warning: %s", buf);
+}
+
+/* Whether a process with this command name runs (from /proc/PID/comm). */
+static int
+bench_running(const char *comm)
+{
+	DIR		*d;
+	struct dirent	*e;
+	FILE		*f;
+	char		 path[300], name[64];
+	size_t		 len;
+	int		 found = 0;
+
+	if ((d = opendir("/proc")) == NULL)
+		return (0);
+	while (!found && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		if (fgets(name, sizeof(name), f) != NULL) {
+			len = strcspn(name, "\n");
+			name[len] = '\0';
+			found = strcmp(name, comm) == 0;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return (found);
+}
+
+/* Once at start: what is known to steal serial ports on Linux. */
+static void
+bench_warn_stealers(struct bench *b, uint64_t now)
+{
+	if (bench_running("ModemManager"))
+		bench_warn(b, now, "ModemManager is running: it probes new "
+		    "ttyACM ports and can hold them for seconds; stop it "
+		    "(systemctl stop ModemManager) or tag the ports "
+		    "ID_MM_DEVICE_IGNORE=1 in a udev rule");
+	if (bench_running("brltty"))
+		bench_warn(b, now, "brltty is running: it grabs CH340 and "
+		    "CP210x USB-serial bridges as braille displays; remove "
+		    "it or disable its udev rules");
+}
+
+/* A new port: warn if another program has it open or locked. */
+static void
+bench_check_holder(struct bench *b, int row, const struct port_info *pi,
+    uint64_t now)
+{
+	struct bench_row	*r = bench_row(b, row);
+	char			 who[128];
+	int			 pid;
+
+	if ((pid = xport_holder(pi->devnode, who, sizeof(who))) == -1 ||
+	    pid == (int)getpid())
+		return;
+	if (strcmp(r->holder, who) == 0)
+		return;		/* said once already */
+	snprintf(r->holder, sizeof(r->holder), "%s", who);
+	bench_warn(b, now, "slot %d: %s is open in another program (%s); "
+	    "close it, or flashing fails with \"in use\"", row + 1,
+	    pi->devnode, who);
+}
+
+/* ============================= Port events ============================ */
+
+/* An add or remove from udev or the simulated fleet. */
+static void
+bench_port_cb(enum hotplug_action action, const struct port_info *pi,
+    void *arg)
+{
+	struct bench	*b = arg;
+	uint64_t	 now = util_now_ms();
+	int		 row;
+
+	if (action == HOTPLUG_ADD) {
+		(void)reg_port_added(b->reg, pi, now);
+		if ((row = reg_find(b->reg, pi->location)) < 0)
+			return;
+		bench_trace(b, "add", row + 1, pi->kind == USB_KIND_S2_ROM ?
+		    "rom" : pi->kind == USB_KIND_APP_CDC ? "app" : "other");
+		if (b->trace != NULL)
+			ui_watch(b->ui, row, reg_row_gen(b->reg, row));
+		if (b->sf == NULL)
+			bench_check_holder(b, row, pi, now);
+	} else {
+		(void)reg_port_removed(b->reg, pi, now);
+		if ((row = reg_find(b->reg, pi->location)) >= 0)
+			bench_trace(b, "remove", row + 1, NULL);
+	}
+	ui_poke(b->ui, 1);
+}
+
+/* ================================ Jobs ================================ */
+
+/* The live job of a row, or NULL. */
+static struct bench_job *
+bench_job_of(struct bench *b, int row)
+{
+	size_t	i;
+
+	for (i = 0; i < b->njobs; i++) {
+		if (b->jobs[i].row == row)
+			return (&b->jobs[i]);
+	}
+	return (NULL);
+}
+
+/* Start a flash job on a row's port. */
+static void
+bench_start_job(struct bench *b, int row, uint64_t now)
+{
+	const struct port_info	*pi;
+	struct bench_job	*bj;
+	struct bench_row	*r;
+	struct job		*job;
+	char			*cause = NULL;
+
+	if ((pi = reg_row_port(b->reg, row)) == NULL)
+		return;
+	if (bench_job_of(b, row) != NULL) {
+		reg_log(b->reg, now, "slot %d: a job is still running there",
+		    row + 1);
+		return;
+	}
+	r = bench_row(b, row);
+	r->phase[0] = r->note[0] = r->error[0] = r->boot[0] = '\0';
+	job = job_new(pi->devnode, &b->params, b->wake_fd);
+	if (job_start(job, &cause) != 0) {
+		snprintf(r->error, sizeof(r->error), "%s", cause != NULL ?
+		    cause : "cannot start a worker");
+		reg_job_failed(b->reg, row, r->error, now);
+		free(cause);
+		job_free(job);
+		return;
+	}
+	b->jobs = xrealloc(b->jobs, (b->njobs + 1) * sizeof(*b->jobs));
+	bj = &b->jobs[b->njobs++];
+	memset(bj, 0, sizeof(*bj));
+	bj->job = job;
+	bj->row = row;
+	bj->gen = (unsigned)-1;
+	bj->phase = REG_ST_QUEUED;
+	reg_set_job(b->reg, row, job);
+	bench_trace(b, "job", row + 1, NULL);
+}
+
+/* Carry out what the registry asks for. */
+static void
+bench_actions(struct bench *b, uint64_t now)
+{
+	struct reg_action	 a;
+	struct bench_job	*bj;
+
+	while (reg_next_action(b->reg, &a)) {
+		switch (a.act) {
+		case REG_ACT_START_JOB:
+			bench_start_job(b, a.row, now);
+			break;
+		case REG_ACT_CANCEL_JOB:
+			if ((bj = bench_job_of(b, a.row)) != NULL)
+				job_cancel(bj->job);
+			break;
+		case REG_ACT_ENTER_DL:
+			if (b->sf == NULL)
+				ui_message(b->ui, now, "slot %d: put the unit "
+				    "in download mode: %s", a.row + 1,
+				    REG_WAIT_DL_HINT);
+			else
+				ui_message(b->ui, now, "slot %d: press b for "
+				    "BOOT+RST (or wait: the simulated "
+				    "operator does it)", a.row + 1);
+			break;
+		case REG_ACT_PORT_GONE:
+			reg_log(b->reg, now, "slot %d: the unit went away "
+			    "during its job; the job will fail", a.row + 1);
+			break;
+		case REG_ACT_REAPPEARED:
+			reg_log(b->reg, now, "slot %d: the unit is back",
+			    a.row + 1);
+			break;
+		default:
+			break;
+		}
+		ui_poke(b->ui, 0);
+	}
+}
+
+/* The registry phase a job phase counts as (never going back). */
+static enum reg_state
+bench_phase(const struct job_progress *p)
+{
+	switch (p->phase) {
+	case JOB_PH_ERASING:
+	case JOB_PH_WRITING:
+		return (REG_ST_WRITING);
+	case JOB_PH_VERIFYING:
+		/* Verifying one region of several: more writing follows. */
+		return (p->region + 1 < p->nregions ? REG_ST_WRITING :
+		    REG_ST_VERIFYING);
+	case JOB_PH_RESETTING:
+	case JOB_PH_DONE:
+		return (REG_ST_REBOOTING);
+	default:
+		return (REG_ST_CONNECTING);
+	}
+}
+
+/* Copy one job's snapshot into the registry; 1 when the job ended. */
+static int
+bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
+{
+	struct job_progress	 p;
+	struct bench_row	*r = bench_row(b, bj->row);
+	enum reg_state		 ph;
+	char			 text[64];
+
+	job_get(bj->job, &p);
+	if (p.gen == bj->gen && p.bytes_done == bj->bytes)
+		return (0);
+	bj->gen = p.gen;
+	bj->bytes = p.bytes_done;
+	if (p.chip[0] != '\0' && (!bj->told_chip ||
+	    (p.have_mac && !bj->told_mac))) {
+		reg_job_identity(b->reg, bj->row, p.chip, p.have_mac ? p.mac :
+		    NULL, now);
+		bj->told_chip = 1;
+		bj->told_mac = p.have_mac;
+	}
+	r->flash_size = p.flash_size;
+	snprintf(r->phase, sizeof(r->phase), "%s", job_phase_name(p.phase));
+	snprintf(r->note, sizeof(r->note), "%s", p.note);
+	snprintf(r->boot, sizeof(r->boot), "%s", p.boot);
+	if (p.state == JOB_ST_RUNNING || p.state == JOB_ST_VERIFIED) {
+		ph = bench_phase(&p);
+		if (ph < bj->phase)
+			ph = bj->phase;
+		bj->phase = ph;
+		reg_job_phase(b->reg, bj->row, ph, p.bytes_done,
+		    p.bytes_total, now);
+		if (!bj->told_write && p.phase >= JOB_PH_ERASING &&
+		    p.phase <= JOB_PH_DONE) {
+			bj->told_write = 1;
+			bench_trace(b, "write", bj->row + 1, NULL);
+		}
+	}
+	switch (p.state) {
+	case JOB_ST_VERIFIED:
+		reg_job_done(b->reg, bj->row, now);
+		bench_trace(b, "done", bj->row + 1, NULL);
+		break;
+	case JOB_ST_FAILED:
+	case JOB_ST_CANCELLED:
+		snprintf(r->error, sizeof(r->error), "%s", p.errmsg[0] != '\0' ?
+		    p.errmsg : job_state_name(p.state));
+		reg_job_failed(b->reg, bj->row, r->error, now);
+		/* Cancelled: the registry's reason says by whom. */
+		if (p.state == JOB_ST_CANCELLED)
+			r->error[0] = '\0';
+		snprintf(text, sizeof(text), "%s", job_state_name(p.state));
+		bench_trace(b, "failed", bj->row + 1, text);
+		break;
+	default:
+		return (0);
+	}
+	r->phase[0] = '\0';
+	return (1);
+}
+
+/* Copy every job's snapshot in; free the jobs that ended. */
+static void
+bench_collect(struct bench *b, uint64_t now)
+{
+	size_t	i = 0;
+
+	while (i < b->njobs) {
+		if (bench_collect_one(b, &b->jobs[i], now)) {
+			reg_set_job(b->reg, b->jobs[i].row, NULL);
+			job_free(b->jobs[i].job);
+			b->jobs[i] = b->jobs[--b->njobs];
+			continue;
+		}
+		i++;
+	}
+}
+
+/*
+ * Cancel every job through the registry (the rows say "cancelled by
+ * operator"), then wait for all of them; their ends are recorded.
+ */
+static void
+bench_cancel_all(struct bench *b)
+{
+	uint64_t	now = util_now_ms();
+	size_t		i;
+
+	for (i = 0; i < b->njobs; i++)
+		(void)reg_cancel(b->reg, b->jobs[i].row, now, NULL);
+	bench_actions(b, now);
+	for (i = 0; i < b->njobs; i++)
+		job_cancel(b->jobs[i].job);
+	for (i = 0; i < b->njobs; i++)
+		job_join(b->jobs[i].job);
+	bench_collect(b, util_now_ms());
+}
+
+/* ============================== Commands ============================== */
+
+/* Run a command from a key on its rows. */
+static void
+bench_command(struct bench *b, enum ui_cmd cmd, uint64_t now)
+{
+	const struct port_info	*pi;
+	char			*cause;
+	int			*rows, n, i, ok = 0, error;
+
+	if (cmd == UI_CMD_QUIT) {
+		b->quit = 1;
+		return;
+	}
+	if (cmd == UI_CMD_AUTO) {
+		if (reg_get_auto(b->reg)) {
+			reg_set_auto(b->reg, 0, now);
+			ui_message(b->ui, now, "auto-flash disarmed");
+		} else {
+			n = reg_set_auto(b->reg, 1, now);
+			ui_message(b->ui, now, "auto-flash armed: units in "
+			    "download mode are flashed (%d queued now)", n);
+		}
+		return;
+	}
+	n = (int)ui_targets(b->ui, b->reg, cmd, &rows);
+	if (n == 0) {
+		ui_message(b->ui, now, cmd == UI_CMD_RETRY ?
+		    "no failed slot to retry" : "no slot to act on yet");
+		free(rows);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		cause = NULL;
+		switch (cmd) {
+		case UI_CMD_FLASH:
+		case UI_CMD_RETRY:
+			error = reg_flash(b->reg, rows[i], 0, now, &cause);
+			break;
+		case UI_CMD_CANCEL:
+			error = reg_cancel(b->reg, rows[i], now, &cause);
+			break;
+		case UI_CMD_BOOT:
+			pi = reg_row_port(b->reg, rows[i]);
+			error = pi == NULL ? -ENOENT : simfleet_boot(b->sf,
+			    pi->location, now, &cause);
+			if (error != 0 && cause != NULL) {
+				char *msg = xasprintf("slot %d: %s",
+				    rows[i] + 1, cause);
+
+				free(cause);
+				cause = msg;
+			}
+			break;
+		default:
+			error = -EINVAL;
+			break;
+		}
+		if (error < 0 && cause != NULL)
+			ui_message(b->ui, now, "%s", cause);
+		else if (error >= 0)
+			ok++;
+		free(cause);
+	}
+	if (ok > 0 && n > 1)
+		ui_message(b->ui, now, "%d of %d slots: done as asked", ok, n);
+	free(rows);
+}
+
+/* ================================ Loop ================================ */
+
+/* Whether --exit-when-done may end the run now. */
+static int
+bench_finished(struct bench *b)
+{
+	struct reg_counts	c;
+
+	if (!b->exit_when_done || b->sf == NULL || b->njobs > 0 ||
+	    simfleet_pending(b->sf) > 0)
+		return (0);
+	reg_get_counts(b->reg, &c);
+	return (c.active == 0 && c.waiting == 0 && c.idle == 0 &&
+	    c.done + c.failed >= b->sim_units);
+}
+
+/* The poll loop; returns the signal that ended it, or 0. */
+static int
+bench_loop(struct bench *b)
+{
+	struct pollfd	 pfd[4];
+	enum ui_cmd	 cmd;
+	uint64_t	 now, next, due;
+	char		 buf[64];
+	int		 timeout, n;
+
+	for (;;) {
+		now = util_now_ms();
+		next = b->sf != NULL ? simfleet_tick(b->sf, now) : UINT64_MAX;
+		bench_actions(b, now);
+		bench_collect(b, now);
+		bench_actions(b, now);
+		if (b->quit || bench_finished(b))
+			break;
+		due = ui_due(b->ui, b->reg, now);
+		if (due <= now) {
+			ui_draw(b->ui, b->reg, now);
+			due = ui_due(b->ui, b->reg, now);
+		}
+		next = MINIMUM(next, due);
+		if (next == UINT64_MAX)
+			timeout = -1;
+		else
+			timeout = next <= now ? 0 : (int)MINIMUM(next - now,
+			    60000);
+
+		pfd[0].fd = STDIN_FILENO;
+		pfd[1].fd = bench_sigpipe[0];
+		pfd[2].fd = b->wake_fd;
+		pfd[3].fd = b->hp != NULL ? hotplug_fd(b->hp) : -1;
+		for (n = 0; n < 4; n++) {
+			pfd[n].events = POLLIN;
+			pfd[n].revents = 0;
+		}
+		if (poll(pfd, 4, timeout) == -1 && errno != EINTR)
+			fatalx("poll: %s", strerror(errno));
+		if (pfd[1].revents & POLLIN)
+			while (read(bench_sigpipe[0], buf, sizeof(buf)) > 0)
+				;
+		if (bench_signalled)
+			return (bench_signalled);
+		now = util_now_ms();
+		/*
+		 * Keys, and also a resize: ncurses' SIGWINCH handler only sets
+		 * a flag (poll returns EINTR) that getch() turns into
+		 * KEY_RESIZE, so input is read after every wake-up.
+		 */
+		while ((cmd = ui_input(b->ui, b->reg, now)) != UI_CMD_NONE)
+			bench_command(b, cmd, now);
+		if (pfd[0].revents & (POLLHUP | POLLERR))
+			return (SIGHUP);	/* the terminal went away */
+		if (pfd[2].revents & POLLIN)
+			job_wake_drain(b->wake_fd);
+		if (pfd[3].revents & POLLIN)
+			(void)hotplug_dispatch(b->hp);
+	}
+	/* The last frame shows how it ended. */
+	ui_poke(b->ui, 1);
+	ui_draw(b->ui, b->reg, util_now_ms());
+	return (0);
+}
+
+/* One line per slot after the screen is given back, and the totals. */
+static int
+bench_summary(struct bench *b)
+{
+	struct reg_snapshot	s;
+	struct reg_counts	c;
+	char			t[32];
+	int			i;
+
+	reg_get_counts(b->reg, &c);
+	for (i = 0; i < reg_count(b->reg); i++) {
+		reg_snapshot(b->reg, i, util_now_ms(), &s);
+		snprintf(t, sizeof(t), "%.1f s", (double)s.elapsed_ms / 1000.0);
+		/* A failure's whole reason: the registry keeps a short one. */
+		if (s.state == REG_ST_FAILED && i < b->nrows &&
+		    b->rows[i].error[0] != '\0')
+			printf("slot %d %s %s: failed: %s%s%s\n", s.slot,
+			    s.location, s.has_mac ? s.mac_text : "-",
+			    b->rows[i].error, s.t_started != 0 ? ", " : "",
+			    s.t_started != 0 ? t : "");
+		else
+			printf("slot %d %s %s: %s%s%s\n", s.slot, s.location,
+			    s.has_mac ? s.mac_text : "-", s.state_text,
+			    s.t_started != 0 ? ", " : "",
+			    s.t_started != 0 ? t : "");
+	}
+	printf("%u done, %u failed\n", c.done, c.failed);
+	fflush(stdout);
+	return (c.failed > 0 ? 1 : 0);
+}
+
+/* ============================== Set-up ================================ */
+
+/* "name" for one file, "N files" for a set. */
+static char *
+bench_image_name(const struct image_set *set, int demo)
+{
+	const char	*p;
+
+	if (demo)
+		return (xstrdup(DEMO_NAME));
+	if (set->nregions == 1) {
+		p = strrchr(set->regions[0].name, '/');
+		return (xstrdup(p != NULL && p[1] != '\0' ? p + 1 :
+		    set->regions[0].name));
+	}
+	return (xasprintf("%zu files", set->nregions));
+}
+
+/* Start the simulated fleet. */
+static int
+bench_start_sim(struct bench *b, struct simfleet_config *cfg, char **cause)
+{
+	if ((b->sf = simfleet_new(cfg, bench_port_cb, b, cause)) == NULL)
+		return (-EINVAL);
+	return (simfleet_start(b->sf, util_now_ms(), cause));
+}
+
+/* Start watching udev. */
+static int
+bench_start_udev(struct bench *b, char **matches, size_t nmatches,
+    char **cause)
+{
+	size_t	i;
+	int	error;
+
+	b->hp = hotplug_new(bench_port_cb, b);
+	for (i = 0; i < nmatches; i++) {
+		if ((error = hotplug_add_match(b->hp, matches[i], cause)) != 0)
+			return (error);
+	}
+	return (hotplug_start(b->hp, cause));
+}
+
+/* espfleet [options] [IMAGE | OFFSET FILE...]. */
+int
+bench_main(int argc, char **argv)
+{
+	struct bench		 b;
+	struct simfleet_config	 sc;
+	struct image_load_opts	 opts;
+	struct ui_info		 info;
+	struct emu_fault	*faults = NULL;
+	char			**matches = NULL, *cause = NULL, *name = NULL;
+	char			*mode = NULL, *trace_path = NULL, *more;
+	size_t			 nmatches = 0, nfaults = 0;
+	long long		 v;
+	uint16_t		 vid, pid;
+	size_t			 i;
+	int			 ch, status = BENCH_EXIT_USAGE, auto_on = -1;
+	int			 any_pid;
+	int			 sig = 0, sim_only = 0, ui_up = 0;
+
+	memset(&b, 0, sizeof(b));
+	memset(&sc, 0, sizeof(sc));
+	b.wake_fd = -1;
+	sc.profile = EMU_PROFILE_REALISTIC;
+	sc.seed = 1;
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "h", bench_options,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'a':
+			auto_on = 1;
+			break;
+		case 'n':
+			auto_on = 0;
+			break;
+		case 'x':
+			b.exit_when_done = sim_only = 1;
+			break;
+		case 'F':
+			sim_only = 1;
+			if (strcmp(optarg, "none") == 0) {
+				sc.fault = SIMFLEET_FAULT_NONE;
+				break;
+			}
+			faults = xrealloc(faults, (nfaults + 1) *
+			    sizeof(*faults));
+			if (emu_fault_parse(optarg, &faults[nfaults],
+			    &cause) != 0) {
+				bench_bad("%s", cause);
+				goto usage;
+			}
+			nfaults++;
+			sc.fault = SIMFLEET_FAULT_GIVEN;
+			break;
+		case 'h':
+			bench_usage(stdout);
+			status = 0;
+			goto out;
+		case 'm':
+			if (hotplug_parse_vidpid(optarg, &vid, &pid,
+			    &any_pid) != 0) {
+				bench_bad("--match takes VID:PID in hexadecimal "
+				    "(303a:0002, or 303a:* for any product of a "
+				    "vendor), not \"%s\"", optarg);
+				goto usage;
+			}
+			matches = xrealloc(matches, (nmatches + 1) *
+			    sizeof(*matches));
+			matches[nmatches++] = optarg;
+			break;
+		case 'P':
+			sim_only = 1;
+			if (strcmp(optarg, "fast") == 0)
+				sc.profile = EMU_PROFILE_FAST;
+			else if (strcmp(optarg, "realistic") == 0)
+				sc.profile = EMU_PROFILE_REALISTIC;
+			else {
+				bench_bad("--profile takes fast or realistic, "
+				    "not \"%s\"", optarg);
+				goto usage;
+			}
+			break;
+		case 's':
+			if ((v = bench_number(optarg, 0, INT64_MAX)) < 0) {
+				bench_bad("--seed takes a number, not \"%s\"",
+				    optarg);
+				goto usage;
+			}
+			sc.seed = (uint64_t)v;
+			sim_only = 1;
+			break;
+		case 'S':
+			if ((v = bench_number(optarg, 1, SIM_MAX_UNITS)) < 0) {
+				bench_bad("--simulate takes a number of units "
+				    "from 1 to %d, not \"%s\"", SIM_MAX_UNITS,
+				    optarg);
+				goto usage;
+			}
+			sc.units = (unsigned)v;
+			break;
+		case 'T':
+			trace_path = optarg;
+			break;
+		default:
+			bench_bad("unknown option \"%s\"", argv[optind - 1]);
+			goto usage;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (sc.units == 0 && sim_only) {
+		bench_bad("--exit-when-done, --fault, --profile and --seed "
+		    "only apply to --simulate N");
+		goto usage;
+	}
+	for (i = 0; i < nfaults; i++) {
+		if (faults[i].unit >= (int)sc.units) {
+			bench_bad("--fault names unit=%d, but the simulated "
+			    "units are numbered 0 to %u", faults[i].unit,
+			    sc.units - 1);
+			goto usage;
+		}
+	}
+	if (sc.units > 0 && nmatches > 0) {
+		bench_bad("--match chooses real ports; it does not apply to "
+		    "--simulate");
+		goto usage;
+	}
+	if (sc.units == 0 && argc == 0) {
+		bench_bad("no firmware given: name a file, or OFFSET FILE "
+		    "pairs (e.g. 0x0 factory.bin); or try --simulate 4");
+		goto usage;
+	}
+
+	setlocale(LC_ALL, "");
+	memset(&opts, 0, sizeof(opts));
+	if (argc > 0) {
+		if (image_load(&b.set, argc, argv, &opts, &cause) != 0) {
+			bench_bad("%s", cause);
+			goto out;
+		}
+	} else if (demo_load(&b.set, &cause) != 0) {
+		bench_bad("cannot build the demo image: %s", cause);
+		status = 1;
+		goto out;
+	}
+	if (trace_path != NULL && (b.trace = fopen(trace_path, "we")) ==
+	    NULL) {
+		bench_bad("cannot write the trace file %s: %s", trace_path,
+		    strerror(errno));
+		goto out;
+	}
+	if (b.trace != NULL)
+		setvbuf(b.trace, NULL, _IOLBF, 0);
+
+	status = 1;
+	b.reg = reg_new();
+	b.sim_units = sc.units;
+	b.params.set = b.set;
+	b.params.after = LOADER_AFTER_REBOOT;
+	if ((b.wake_fd = job_wake_open()) < 0) {
+		bench_bad("eventfd: %s", strerror(-b.wake_fd));
+		goto out;
+	}
+	if (bench_signals(1) != 0) {
+		bench_bad("pipe: %s", strerror(errno));
+		goto out;
+	}
+
+	name = bench_image_name(b.set, argc == 0);
+	if (sc.units > 0)
+		mode = xasprintf("%u simulated units, %s profile", sc.units,
+		    emu_profile_name(sc.profile));
+	else if (nmatches == 0)
+		mode = xstrdup("watching every USB serial port");
+	else {
+		mode = xstrdup("watching");
+		for (i = 0; i < nmatches; i++) {
+			more = xasprintf("%s %s", mode, matches[i]);
+			free(mode);
+			mode = more;
+		}
+	}
+	memset(&info, 0, sizeof(info));
+	info.image_name = name;
+	info.image_size = b.set->total_len;
+	info.sha256 = b.set->sha256hex;
+	info.simulate = sc.units;
+	info.mode = mode;
+	b.ui = ui_new(&info);
+	ui_set_detail(b.ui, bench_detail_cb, &b);
+	if (b.trace != NULL)
+		ui_set_trace(b.ui, bench_trace_cb, &b);
+	bench_trace(&b, "start", 0, NULL);
+	if (ui_start(b.ui, &cause) != 0) {
+		bench_bad("%s", cause);
+		goto out;
+	}
+	ui_up = 1;
+
+	/* Auto-flash: on by default when simulating, off on a real bench. */
+	if (auto_on == -1)
+		auto_on = sc.units > 0;
+	if (auto_on)
+		reg_set_auto(b.reg, 1, util_now_ms());
+	if (sc.units > 0) {
+		sc.faults = faults;
+		sc.nfaults = nfaults;
+		if (bench_start_sim(&b, &sc, &cause) != 0)
+			goto fail;
+	} else {
+		bench_warn_stealers(&b, util_now_ms());
+		if (bench_start_udev(&b, matches, nmatches, &cause) != 0)
+			goto fail;
+	}
+
+	sig = bench_loop(&b);
+	bench_cancel_all(&b);
+	simfleet_free(b.sf);
+	b.sf = NULL;
+	ui_stop(b.ui);
+	ui_up = 0;
+	status = bench_summary(&b);
+	if (sig != 0) {
+		fprintf(stderr, "espfleet: stopped by signal %d; every job was "
+		    "cancelled\n", sig);
+		status = 128 + sig;
+	}
+	goto out;
+
+fail:
+	ui_stop(b.ui);
+	ui_up = 0;
+	bench_bad("%s", cause != NULL ? cause : "cannot start");
+	status = 1;
+	goto out;
+usage:
+	bench_usage(stderr);
+	status = BENCH_EXIT_USAGE;
+out:
+	if (b.reg != NULL)
+		bench_cancel_all(&b);
+	simfleet_free(b.sf);
+	if (ui_up)
+		ui_stop(b.ui);
+	ui_free(b.ui);
+	hotplug_free(b.hp);
+	free(b.jobs);
+	free(b.rows);
+	reg_free(b.reg);
+	if (bench_sigpipe[0] != -1)
+		bench_signals(0);
+	if (b.wake_fd >= 0)
+		close(b.wake_fd);
+	if (b.trace != NULL) {
+		bench_trace(&b, "exit", status, NULL);
+		fclose(b.trace);
+	}
+	image_free(b.set);
+	free(faults);
+	free(matches);
+	free(name);
+	free(mode);
+	free(cause);
+	return (status);
+}

@@ -1,0 +1,1698 @@
+/*
+ * The bench's curses interface (see ui.h).  Everything it shows comes from
+ * the registry's snapshots, read on the main thread; it never sees a job
+ * or a worker.  Frames are throttled and drawn line by line over what is
+ * there (no clear), only for lines whose content changed, and ncurses
+ * sends the terminal just the cells that differ: what keeps a bench
+ * watched over SSH cheap.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <langinfo.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#include <curses.h>
+
+#include "chip.h"
+#include "hotplug.h"
+#include "registry.h"
+#include "ui.h"
+#include "util.h"
+
+#define UI_MSG_MS	10000	/* plain messages fade after this */
+#define UI_SLOW_MS	1000	/* rate and ETA change at most this often */
+#define UI_HEAD_LINES	3	/* title, counts, column headings */
+#define UI_FOOT_LINES	2	/* message, keys */
+#define UI_TEXT_MAX	1024	/* one screen line, in bytes */
+#define UI_KEY_MAX	(UI_TEXT_MAX + 260)	/* what a drawn line was */
+
+enum ui_view {
+	UI_VIEW_TABLE = 0,
+	UI_VIEW_LOG,
+	UI_VIEW_DETAILS,
+	UI_VIEW_HELP
+};
+
+enum ui_pair {
+	UI_PAIR_DONE = 1,
+	UI_PAIR_FAILED,
+	UI_PAIR_ACTIVE,
+	UI_PAIR_WAIT,
+	UI_PAIR_WARN
+};
+
+/* Column widths for the current terminal width; 0 hides a column. */
+struct ui_cols {
+	int	 slot, loc, dev, chip, mac, state, prog, rate, time;
+	int	 chip_short;	/* drop the "ESP32-" of chip names */
+	int	 mac_short;	/* last three octets only */
+};
+
+/* What a table line shows now, to skip lines that would not change. */
+struct ui_line {
+	int		 row;		/* -1 blank, -2 never drawn */
+	uint64_t	 gen;
+	uint64_t	 clock;		/* shown seconds + slow-field version */
+	int		 flags;
+#define UI_LF_CURSOR	0x1
+#define UI_LF_SEL	0x2
+};
+
+/* Rate and ETA as shown, refreshed at most every UI_SLOW_MS. */
+struct ui_slow {
+	uint64_t	 t;
+	uint64_t	 rate;
+	int64_t		 eta_ms;
+	enum reg_state	 state;
+	unsigned	 version;
+};
+
+struct ui_watch {
+	int		 row;
+	uint64_t	 gen;
+};
+
+struct ui {
+	struct ui_info	 info;
+	char		*image_name;
+	char		*sha256;
+	char		*mode;
+
+	SCREEN		*screen;
+	int		 started;
+	int		 saved_stderr;	/* the real stderr while curses runs */
+	int		 err_fd;	/* where stderr goes meanwhile */
+
+	int		 utf8;
+	int		 color;
+	int		 cols, lines;
+	struct ui_cols	 c;
+
+	enum ui_view	 view;
+	int		 cursor;
+	int		 top;
+	unsigned char	*sel;
+	size_t		 nsel;
+	int		 asking;	/* "quit and cancel them? y/n" */
+
+	char		 msg[256];
+	uint64_t	 msg_t;
+	int		 msg_warn;
+
+	int		 full;		/* repaint every line */
+	int		 resized;	/* erase before the next frame */
+	int		 dirty;
+	int		 urgent;
+	uint64_t	 t0;
+	uint64_t	 last_frame;
+	unsigned	 frames;
+	uint64_t	 drawn_gen;
+	uint64_t	 drawn_log_gen;
+	int		 any_active;
+
+	char		 drawn_head[2][UI_KEY_MAX];
+	char		 drawn_foot[2][UI_KEY_MAX];
+	struct ui_line	*lc;		/* one per table line */
+	int		 nlc;
+	struct ui_slow	*slow;		/* one per registry row */
+	int		 nslow;
+
+	int		 log_top;
+	int		 log_follow;
+
+	struct ui_watch	*watch;
+	size_t		 nwatch;
+
+	ui_detail_cb	 detail_cb;
+	void		*detail_arg;
+	ui_trace_cb	 trace_cb;
+	void		*trace_arg;
+};
+
+/* The one UI whose terminal must be restored if the process exits. */
+static struct ui	*ui_active;
+
+static void	ui_restore(struct ui *);
+
+/* ============================= Text helpers =========================== */
+
+/*
+ * Copy as much of s as fits in w columns into out (cap bytes), with
+ * whatever the locale cannot show replaced by '?'; returns the columns
+ * used.
+ */
+static int
+ui_fit(const struct ui *ui, const char *s, int w, char *out, size_t cap)
+{
+	mbstate_t	 mbs;
+	wchar_t		 wc;
+	size_t		 n, o = 0;
+	int		 cw, used = 0;
+
+	memset(&mbs, 0, sizeof(mbs));
+	while (*s != '\0' && used < w && o + 8 < cap) {
+		if ((unsigned char)*s < 0x80 || !ui->utf8) {
+			cw = 1;
+			n = 1;
+			out[o] = ((unsigned char)*s < 0x20 ||
+			    (unsigned char)*s >= 0x7f) ? '?' : *s;
+			if (used + cw > w)
+				break;
+			o++;
+		} else {
+			n = mbrtowc(&wc, s, MB_CUR_MAX, &mbs);
+			if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+				memset(&mbs, 0, sizeof(mbs));
+				n = 1;
+				cw = 1;
+				if (used + cw > w)
+					break;
+				out[o++] = '?';
+			} else {
+				cw = wcwidth(wc);
+				if (cw < 0)
+					cw = 1;
+				if (used + cw > w)
+					break;
+				memcpy(out + o, s, n);
+				o += n;
+			}
+		}
+		used += cw;
+		s += n;
+	}
+	out[o] = '\0';
+	return (used);
+}
+
+/* Columns s would take on screen. */
+static int
+ui_width(const struct ui *ui, const char *s)
+{
+	char	buf[UI_TEXT_MAX];
+
+	return (ui_fit(ui, s, UI_TEXT_MAX, buf, sizeof(buf)));
+}
+
+/* Draw s at (y, x) in exactly w columns: clipped, then padded. */
+static void
+ui_text(struct ui *ui, int y, int x, int w, attr_t attr, const char *s)
+{
+	char	buf[UI_TEXT_MAX];
+	int	used;
+
+	if (w <= 0 || x >= ui->cols || y >= ui->lines)
+		return;
+	if (x + w > ui->cols)
+		w = ui->cols - x;
+	used = ui_fit(ui, s, w, buf, sizeof(buf));
+	attrset(attr);
+	mvaddstr(y, x, buf);
+	if (used < w)
+		mvhline(y, x + used, ' ' | attr, w - used);
+	attrset(A_NORMAL);
+}
+
+/* Draw s right-aligned so that it ends at column x + w. */
+static void
+ui_text_right(struct ui *ui, int y, int x, int w, attr_t attr,
+    const char *s)
+{
+	int	sw = ui_width(ui, s);
+
+	if (sw >= w) {
+		ui_text(ui, y, x, w, attr, s);
+		return;
+	}
+	ui_text(ui, y, x, w - sw, attr, "");
+	ui_text(ui, y, x + w - sw, sw, attr, s);
+}
+
+/* "1:05", "12:34", "1:02:03". */
+static void
+ui_clock(uint64_t ms, char *buf, size_t cap)
+{
+	uint64_t	s = ms / 1000;
+
+	if (s >= 3600)
+		snprintf(buf, cap, "%llu:%02llu:%02llu",
+		    (unsigned long long)(s / 3600),
+		    (unsigned long long)(s / 60 % 60),
+		    (unsigned long long)(s % 60));
+	else
+		snprintf(buf, cap, "%llu:%02llu", (unsigned long long)(s / 60),
+		    (unsigned long long)(s % 60));
+}
+
+/* Bytes as "711.1 KiB". */
+static void
+ui_size(uint64_t n, char *buf, size_t cap)
+{
+	if (n >= 1024 * 1024)
+		snprintf(buf, cap, "%.1f MiB", (double)n / (1024.0 * 1024.0));
+	else if (n >= 1024)
+		snprintf(buf, cap, "%.1f KiB", (double)n / 1024.0);
+	else
+		snprintf(buf, cap, "%llu B", (unsigned long long)n);
+}
+
+/* A rate in KiB/s as the table shows it: "45K", "1.2M". */
+static void
+ui_rate(uint64_t bps, char *buf, size_t cap)
+{
+	if (bps == 0)
+		snprintf(buf, cap, "-");
+	else if (bps >= 1000 * 1024)
+		snprintf(buf, cap, "%.1fM", (double)bps / (1024.0 * 1024.0));
+	else
+		snprintf(buf, cap, "%lluK",
+		    (unsigned long long)((bps + 512) / 1024));
+}
+
+/* The tail of a long string: its last w bytes (locations are ASCII). */
+static const char *
+ui_tail(const char *s, int w)
+{
+	size_t	len = strlen(s);
+
+	if (w <= 1 || len <= (size_t)w)
+		return (s);
+	return (s + len - (size_t)w);
+}
+
+/* ================================ Layout ============================== */
+
+/*
+ * Widths for cols columns: the 80-column set first, then extra room to
+ * the full chip name, a location column, wider state and device columns,
+ * and the rest to the progress bar; narrower terminals shrink the bar and
+ * abbreviate chip and MAC.
+ */
+static void
+ui_layout(struct ui *ui)
+{
+	struct ui_cols	*c = &ui->c;
+	int		 extra, add;
+
+	memset(c, 0, sizeof(*c));
+	c->slot = 4;
+	c->dev = 7;
+	c->chip = 8;
+	c->chip_short = 1;
+	c->mac = 17;
+	c->state = 10;
+	c->prog = 10;
+	c->rate = 5;
+	c->time = 11;
+	/* Eight columns and seven separators: 79 columns. */
+	extra = ui->cols - 79;
+	if (extra < 0) {
+		add = MINIMUM(-extra, c->prog - 6);
+		c->prog -= add;
+		extra += add;
+		if (extra < 0) {
+			c->mac = 8;
+			c->mac_short = 1;
+			extra += 9;
+		}
+		if (extra < 0) {
+			add = MINIMUM(-extra, 4);
+			c->state -= add;
+			extra += add;
+		}
+		if (extra < 0) {
+			add = MINIMUM(-extra, 2);
+			c->chip -= add;
+			extra += add;
+		}
+		return;
+	}
+	add = MINIMUM(extra, 4);
+	c->chip += add;
+	extra -= add;
+	if (c->chip >= 12)
+		c->chip_short = 0;
+	if (extra >= 13) {
+		c->loc = 12;
+		extra -= 13;
+	}
+	add = MINIMUM(extra, 6);
+	c->state += add;
+	extra -= add;
+	add = MINIMUM(extra, 5);
+	c->dev += add;
+	extra -= add;
+	if (c->loc > 0) {
+		add = MINIMUM(extra, 16);
+		c->loc += add;
+		extra -= add;
+	}
+	add = MINIMUM(extra, 2);
+	c->rate += add;
+	extra -= add;
+	c->prog += extra;
+}
+
+/* Lines the table (and the log and details views) may use. */
+static int
+ui_body_lines(const struct ui *ui)
+{
+	int	h = ui->lines - UI_HEAD_LINES - UI_FOOT_LINES;
+
+	return (h > 0 ? h : 0);
+}
+
+/* Size the per-line cache to the screen and forget what it held. */
+static void
+ui_reset_lines(struct ui *ui)
+{
+	int	i;
+
+	ui->nlc = ui_body_lines(ui);
+	free(ui->lc);
+	ui->lc = xcalloc(ui->nlc > 0 ? (size_t)ui->nlc : 1, sizeof(*ui->lc));
+	for (i = 0; i < ui->nlc; i++)
+		ui->lc[i].row = -2;
+	memset(ui->drawn_head, 0, sizeof(ui->drawn_head));
+	memset(ui->drawn_foot, 0, sizeof(ui->drawn_foot));
+	ui->full = 1;
+}
+
+/* Take the terminal's new size; everything is drawn again. */
+static void
+ui_resized(struct ui *ui)
+{
+	ui->cols = COLS;
+	ui->lines = LINES;
+	ui_layout(ui);
+	ui_reset_lines(ui);
+	/* Erased in ui_draw(): getch() would send a blank screen now. */
+	ui->resized = 1;
+	ui->urgent = 1;
+}
+
+/* ============================ Life cycle ============================== */
+
+/* A UI for the image described by info (strings are copied). */
+struct ui *
+ui_new(const struct ui_info *info)
+{
+	struct ui	*ui;
+
+	ui = xcalloc(1, sizeof(*ui));
+	ui->info = *info;
+	ui->image_name = xstrdup(info->image_name != NULL ?
+	    info->image_name : "");
+	ui->sha256 = xstrdup(info->sha256 != NULL ? info->sha256 : "");
+	ui->mode = info->mode != NULL ? xstrdup(info->mode) : NULL;
+	ui->info.image_name = ui->image_name;
+	ui->info.sha256 = ui->sha256;
+	ui->info.mode = ui->mode;
+	ui->saved_stderr = ui->err_fd = -1;
+	ui->log_follow = 1;
+	return (ui);
+}
+
+/* Free a UI (stopping it first if needed). */
+void
+ui_free(struct ui *ui)
+{
+	if (ui == NULL)
+		return;
+	ui_stop(ui);
+	free(ui->image_name);
+	free(ui->sha256);
+	free(ui->mode);
+	free(ui->sel);
+	free(ui->lc);
+	free(ui->slow);
+	free(ui->watch);
+	free(ui);
+}
+
+/* Where the details view gets what the registry does not hold. */
+void
+ui_set_detail(struct ui *ui, ui_detail_cb cb, void *arg)
+{
+	ui->detail_cb = cb;
+	ui->detail_arg = arg;
+}
+
+/* Where frame and watch events are reported. */
+void
+ui_set_trace(struct ui *ui, ui_trace_cb cb, void *arg)
+{
+	ui->trace_cb = cb;
+	ui->trace_arg = arg;
+}
+
+/* Restore the terminal if the process exits while curses runs. */
+static void
+ui_atexit(void)
+{
+	if (ui_active != NULL)
+		ui_restore(ui_active);
+}
+
+/* Send stderr to an unlinked temporary file; 0 or -errno. */
+static int
+ui_capture_stderr(struct ui *ui, char **cause)
+{
+	const char	*dir;
+	char		*path;
+	int		 fd, error;
+
+	if ((dir = getenv("TMPDIR")) == NULL || *dir == '\0')
+		dir = "/tmp";
+	path = xasprintf("%s/espfleet-stderr.XXXXXX", dir);
+	if ((fd = mkostemp(path, O_CLOEXEC)) == -1) {
+		error = errno;
+		*cause = xasprintf("cannot create a file in %s for messages "
+		    "while the screen is in use: %s (set TMPDIR)", dir,
+		    strerror(error));
+		free(path);
+		return (-error);
+	}
+	unlink(path);
+	free(path);
+	fflush(stderr);
+	ui->saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	if (ui->saved_stderr == -1 || dup2(fd, STDERR_FILENO) == -1) {
+		error = errno;
+		close(fd);
+		if (ui->saved_stderr != -1)
+			close(ui->saved_stderr);
+		ui->saved_stderr = -1;
+		*cause = xasprintf("cannot redirect stderr: %s",
+		    strerror(error));
+		return (-error);
+	}
+	ui->err_fd = fd;
+	return (0);
+}
+
+/* Put stderr back and show what was written to it meanwhile. */
+static void
+ui_replay_stderr(struct ui *ui)
+{
+	char	buf[4096];
+	ssize_t	n;
+	int	first = 1;
+
+	if (ui->saved_stderr == -1)
+		return;
+	fflush(stderr);
+	dup2(ui->saved_stderr, STDERR_FILENO);
+	close(ui->saved_stderr);
+	ui->saved_stderr = -1;
+	if (lseek(ui->err_fd, 0, SEEK_SET) == 0) {
+		while ((n = read(ui->err_fd, buf, sizeof(buf))) > 0) {
+			if (first)
+				fprintf(stderr, "espfleet: written to stderr "
+				    "while the screen was in use:\n");
+			first = 0;
+			fflush(stderr);
+			if (write(STDERR_FILENO, buf, (size_t)n) != n)
+				break;
+		}
+	}
+	close(ui->err_fd);
+	ui->err_fd = -1;
+}
+
+/* Colours, unless the terminal has none or NO_COLOR is set. */
+static void
+ui_colors(struct ui *ui)
+{
+	const char	*nc = getenv("NO_COLOR");
+	short		 bg = COLOR_BLACK;
+
+	ui->color = 0;
+	if ((nc != NULL && *nc != '\0') || !has_colors())
+		return;
+	if (start_color() == ERR)
+		return;
+	if (use_default_colors() == OK)
+		bg = -1;
+	init_pair(UI_PAIR_DONE, COLOR_GREEN, bg);
+	init_pair(UI_PAIR_FAILED, COLOR_RED, bg);
+	init_pair(UI_PAIR_ACTIVE, COLOR_YELLOW, bg);
+	init_pair(UI_PAIR_WAIT, COLOR_CYAN, bg);
+	init_pair(UI_PAIR_WARN, COLOR_MAGENTA, bg);
+	ui->color = 1;
+}
+
+/* Take the terminal. */
+int
+ui_start(struct ui *ui, char **cause)
+{
+	const char	*cs;
+	int		 error;
+
+	if (ui->started)
+		return (0);
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+		*cause = xasprintf("the bench needs a terminal on standard "
+		    "input and output; use \"espfleet flash\" in scripts");
+		return (-ENOTTY);
+	}
+	cs = nl_langinfo(CODESET);
+	ui->utf8 = cs != NULL && (strcasecmp(cs, "UTF-8") == 0 ||
+	    strcasecmp(cs, "utf8") == 0);
+	if ((error = ui_capture_stderr(ui, cause)) != 0)
+		return (error);
+	ui->screen = newterm(NULL, stdout, stdin);
+	if (ui->screen == NULL) {
+		ui_replay_stderr(ui);
+		*cause = xasprintf("cannot start the screen for TERM=%s; set "
+		    "TERM to a terminal type this system knows (such as "
+		    "xterm or screen)", getenv("TERM") != NULL ?
+		    getenv("TERM") : "(unset)");
+		return (-ENOTTY);
+	}
+	set_term(ui->screen);
+	ui->started = 1;
+	ui_active = ui;
+	atexit(ui_atexit);
+	cbreak();
+	noecho();
+	nonl();
+	intrflush(stdscr, FALSE);
+	keypad(stdscr, TRUE);
+	nodelay(stdscr, TRUE);
+	leaveok(stdscr, TRUE);
+	curs_set(0);
+	set_escdelay(25);
+	ui_colors(ui);
+	ui->t0 = util_now_ms();
+	ui->cols = COLS;
+	ui->lines = LINES;
+	ui_layout(ui);
+	ui_reset_lines(ui);
+	ui->urgent = 1;
+	return (0);
+}
+
+/* Leave curses and restore stderr (also from the exit handler). */
+static void
+ui_restore(struct ui *ui)
+{
+	if (!ui->started)
+		return;
+	ui->started = 0;
+	ui_active = NULL;
+	curs_set(1);
+	endwin();
+	fflush(stdout);
+	delscreen(ui->screen);
+	ui->screen = NULL;
+	ui_replay_stderr(ui);
+}
+
+/* Give the terminal back. */
+void
+ui_stop(struct ui *ui)
+{
+	ui_restore(ui);
+}
+
+/* ============================== Messages ============================== */
+
+/* Show a message; "warning:" ones stay until another replaces them. */
+void
+ui_message(struct ui *ui, uint64_t now, const char *fmt, ...)
+{
+	char	raw[512];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	util_sanitize(ui->msg, sizeof(ui->msg), raw, strlen(raw));
+	ui->msg_t = now;
+	ui->msg_warn = strncmp(ui->msg, "warning:", 8) == 0;
+	ui->dirty = 1;
+}
+
+/* Note a change; urgent ones skip the frame throttle. */
+void
+ui_poke(struct ui *ui, int urgent)
+{
+	ui->dirty = 1;
+	if (urgent)
+		ui->urgent = 1;
+}
+
+/* Ask to be told when row shows generation gen. */
+void
+ui_watch(struct ui *ui, int row, uint64_t gen)
+{
+	ui->watch = xrealloc(ui->watch, (ui->nwatch + 1) *
+	    sizeof(*ui->watch));
+	ui->watch[ui->nwatch].row = row;
+	ui->watch[ui->nwatch].gen = gen;
+	ui->nwatch++;
+}
+
+/* ============================== Selection ============================= */
+
+/* Make the selection map cover n rows. */
+static void
+ui_sel_grow(struct ui *ui, int n)
+{
+	if (n <= 0 || (size_t)n <= ui->nsel)
+		return;
+	ui->sel = xrealloc(ui->sel, (size_t)n);
+	memset(ui->sel + ui->nsel, 0, (size_t)n - ui->nsel);
+	ui->nsel = (size_t)n;
+}
+
+/* Number of selected rows. */
+static int
+ui_sel_count(const struct ui *ui, int nrows)
+{
+	int	i, n = 0;
+
+	for (i = 0; i < nrows && (size_t)i < ui->nsel; i++)
+		n += ui->sel[i] != 0;
+	return (n);
+}
+
+/* Forget the selection. */
+static void
+ui_sel_clear(struct ui *ui)
+{
+	if (ui->nsel > 0)
+		memset(ui->sel, 0, ui->nsel);
+}
+
+/* Rows a command applies to. */
+size_t
+ui_targets(struct ui *ui, const struct reg *reg, enum ui_cmd cmd,
+    int **rows)
+{
+	int	 nrows = reg_count(reg), i, nsel;
+	size_t	 n = 0;
+
+	*rows = xcalloc(nrows > 0 ? (size_t)nrows : 1, sizeof(**rows));
+	if (nrows == 0)
+		return (0);
+	ui_sel_grow(ui, nrows);
+	nsel = ui_sel_count(ui, nrows);
+	for (i = 0; i < nrows; i++) {
+		if (cmd == UI_CMD_RETRY) {
+			if (reg_row_state(reg, i) != REG_ST_FAILED)
+				continue;
+			if (nsel > 0 && !ui->sel[i])
+				continue;
+		} else if (nsel > 0 ? !ui->sel[i] : i != ui->cursor)
+			continue;
+		(*rows)[n++] = i;
+	}
+	ui_sel_clear(ui);
+	ui->dirty = 1;
+	return (n);
+}
+
+/* ================================ Input =============================== */
+
+/* Keep the cursor on a row and visible in the table. */
+static void
+ui_clamp(struct ui *ui, int nrows)
+{
+	int	h = ui_body_lines(ui);
+
+	if (ui->cursor >= nrows)
+		ui->cursor = nrows - 1;
+	if (ui->cursor < 0)
+		ui->cursor = 0;
+	if (h <= 0)
+		return;
+	if (ui->cursor < ui->top)
+		ui->top = ui->cursor;
+	if (ui->cursor >= ui->top + h)
+		ui->top = ui->cursor - h + 1;
+	if (ui->top > nrows - h)
+		ui->top = nrows - h;
+	if (ui->top < 0)
+		ui->top = 0;
+}
+
+/* Move the cursor by delta rows. */
+static void
+ui_move(struct ui *ui, int nrows, int delta)
+{
+	ui->cursor += delta;
+	ui_clamp(ui, nrows);
+	ui->dirty = ui->urgent = 1;
+}
+
+/* Switch views; the body is drawn again from scratch. */
+static void
+ui_set_view(struct ui *ui, enum ui_view v)
+{
+	ui->view = v;
+	ui->full = 1;
+	ui->urgent = 1;
+	if (v == UI_VIEW_LOG)
+		ui->log_follow = 1;
+}
+
+/* Keys of the event log view. */
+static void
+ui_key_log(struct ui *ui, const struct reg *reg, int key)
+{
+	int	h = ui_body_lines(ui), n = (int)reg_log_count(reg);
+
+	switch (key) {
+	case 'k':
+	case KEY_UP:
+		ui->log_top--;
+		ui->log_follow = 0;
+		break;
+	case 'j':
+	case KEY_DOWN:
+		ui->log_top++;
+		break;
+	case KEY_PPAGE:
+		ui->log_top -= h;
+		ui->log_follow = 0;
+		break;
+	case KEY_NPAGE:
+	case ' ':
+		ui->log_top += h;
+		break;
+	case 'g':
+	case KEY_HOME:
+		ui->log_top = 0;
+		ui->log_follow = 0;
+		break;
+	case 'G':
+	case KEY_END:
+		ui->log_follow = 1;
+		break;
+	case 'l':
+	case 'q':
+	case 27:
+		ui_set_view(ui, UI_VIEW_TABLE);
+		return;
+	default:
+		return;
+	}
+	if (ui->log_top >= n - h)
+		ui->log_follow = 1;
+	if (ui->log_top < 0)
+		ui->log_top = 0;
+	ui->full = ui->urgent = 1;
+}
+
+/* Keys while "quit and cancel them? y/n" is asked. */
+static enum ui_cmd
+ui_key_ask(struct ui *ui, int key, uint64_t now)
+{
+	switch (key) {
+	case 'y':
+	case 'Y':
+		ui->asking = 0;
+		return (UI_CMD_QUIT);
+	case 'n':
+	case 'N':
+	case 27:
+	case 'q':
+		ui->asking = 0;
+		ui_message(ui, now, "quit cancelled; the jobs go on");
+		ui->urgent = 1;
+		break;
+	default:
+		break;
+	}
+	return (UI_CMD_NONE);
+}
+
+/* q: quit at once, or ask first while jobs run. */
+static enum ui_cmd
+ui_key_quit(struct ui *ui, const struct reg *reg, uint64_t now)
+{
+	struct reg_counts	c;
+
+	reg_get_counts(reg, &c);
+	if (c.active == 0)
+		return (UI_CMD_QUIT);
+	ui->asking = 1;
+	ui_message(ui, now, "%u job%s running: quit and cancel %s? y/n",
+	    c.active, c.active == 1 ? "" : "s", c.active == 1 ? "it" : "them");
+	ui->urgent = 1;
+	return (UI_CMD_NONE);
+}
+
+/* Keys of the table (and, for moving, the details view). */
+static enum ui_cmd
+ui_key_table(struct ui *ui, const struct reg *reg, int key, uint64_t now)
+{
+	int	nrows = reg_count(reg), h = ui_body_lines(ui), i, all;
+
+	ui_sel_grow(ui, nrows);
+	switch (key) {
+	case 'k':
+	case KEY_UP:
+		ui_move(ui, nrows, -1);
+		break;
+	case 'j':
+	case KEY_DOWN:
+		ui_move(ui, nrows, 1);
+		break;
+	case KEY_PPAGE:
+		ui_move(ui, nrows, -MAXIMUM(h - 1, 1));
+		break;
+	case KEY_NPAGE:
+		ui_move(ui, nrows, MAXIMUM(h - 1, 1));
+		break;
+	case 'g':
+	case KEY_HOME:
+		ui_move(ui, nrows, -nrows);
+		break;
+	case 'G':
+	case KEY_END:
+		ui_move(ui, nrows, nrows);
+		break;
+	case ' ':
+		if (nrows > 0 && ui->view == UI_VIEW_TABLE) {
+			ui->sel[ui->cursor] = !ui->sel[ui->cursor];
+			ui_move(ui, nrows, 1);
+		}
+		break;
+	case 'a':
+		all = nrows > 0 && ui_sel_count(ui, nrows) == nrows;
+		for (i = 0; i < nrows; i++)
+			ui->sel[i] = !all;
+		ui->dirty = ui->urgent = 1;
+		break;
+	case 27:
+		if (ui->view != UI_VIEW_TABLE)
+			ui_set_view(ui, UI_VIEW_TABLE);
+		else {
+			ui_sel_clear(ui);
+			ui->dirty = ui->urgent = 1;
+		}
+		break;
+	case 'f':
+		return (UI_CMD_FLASH);
+	case 'c':
+		return (UI_CMD_CANCEL);
+	case 'r':
+		return (UI_CMD_RETRY);
+	case 'A':
+		return (UI_CMD_AUTO);
+	case 'b':
+		if (ui->info.simulate > 0)
+			return (UI_CMD_BOOT);
+		ui_message(ui, now, "b (BOOT+RST) only works on simulated "
+		    "units: on a real one hold BOOT and press RST");
+		ui->urgent = 1;
+		break;
+	case 'i':
+		ui_set_view(ui, ui->view == UI_VIEW_DETAILS ?
+		    UI_VIEW_TABLE : UI_VIEW_DETAILS);
+		break;
+	case 'l':
+		ui_set_view(ui, UI_VIEW_LOG);
+		break;
+	case '?':
+	case 'h':
+		ui_set_view(ui, UI_VIEW_HELP);
+		break;
+	case 'q':
+		if (ui->view == UI_VIEW_DETAILS) {
+			ui_set_view(ui, UI_VIEW_TABLE);
+			break;
+		}
+		return (ui_key_quit(ui, reg, now));
+	default:
+		break;
+	}
+	return (UI_CMD_NONE);
+}
+
+/* Read keys until one asks the controller for something. */
+enum ui_cmd
+ui_input(struct ui *ui, const struct reg *reg, uint64_t now)
+{
+	enum ui_cmd	cmd;
+	int		key;
+
+	if (!ui->started)
+		return (UI_CMD_NONE);
+	while ((key = getch()) != ERR) {
+		if (key == KEY_RESIZE) {
+			ui_resized(ui);
+			continue;
+		}
+		if (key == 12) {	/* ^L: repaint everything */
+			if (ui->trace_cb != NULL)
+				ui->trace_cb(ui->trace_arg, "repaint",
+				    (int)ui->frames + 1);
+			clearok(curscr, TRUE);
+			ui_reset_lines(ui);
+			ui->urgent = 1;
+			continue;
+		}
+		if (ui->asking) {
+			if ((cmd = ui_key_ask(ui, key, now)) != UI_CMD_NONE)
+				return (cmd);
+			continue;
+		}
+		switch (ui->view) {
+		case UI_VIEW_HELP:
+			ui_set_view(ui, UI_VIEW_TABLE);
+			continue;
+		case UI_VIEW_LOG:
+			ui_key_log(ui, reg, key);
+			continue;
+		default:
+			break;
+		}
+		if ((cmd = ui_key_table(ui, reg, key, now)) != UI_CMD_NONE) {
+			ui->urgent = 1;
+			return (cmd);
+		}
+	}
+	return (UI_CMD_NONE);
+}
+
+/* ================================ Drawing ============================= */
+
+/* Attribute for a state's cell. */
+static attr_t
+ui_state_attr(const struct ui *ui, enum reg_state st)
+{
+	switch (st) {
+	case REG_ST_DONE:
+		return (ui->color ? COLOR_PAIR(UI_PAIR_DONE) | A_BOLD :
+		    A_BOLD);
+	case REG_ST_FAILED:
+	case REG_ST_GONE:
+		return (ui->color ? COLOR_PAIR(UI_PAIR_FAILED) | A_BOLD :
+		    A_BOLD | A_UNDERLINE);
+	case REG_ST_QUEUED:
+	case REG_ST_CONNECTING:
+	case REG_ST_WRITING:
+	case REG_ST_VERIFYING:
+	case REG_ST_REBOOTING:
+		return (ui->color ? COLOR_PAIR(UI_PAIR_ACTIVE) : A_NORMAL);
+	case REG_ST_WAIT_DL:
+		return (ui->color ? COLOR_PAIR(UI_PAIR_WAIT) | A_BOLD :
+		    A_BOLD);
+	case REG_ST_EMPTY:
+		return (A_DIM);
+	default:
+		return (A_NORMAL);
+	}
+}
+
+/* Whether a state is drawn as "name + bar" rather than as a sentence. */
+static int
+ui_has_bar(enum reg_state st)
+{
+	switch (st) {
+	case REG_ST_QUEUED:
+	case REG_ST_CONNECTING:
+	case REG_ST_WRITING:
+	case REG_ST_VERIFYING:
+	case REG_ST_REBOOTING:
+	case REG_ST_DONE:
+		return (1);
+	default:
+		return (0);
+	}
+}
+
+/* A progress bar of w cells for percent (eighth blocks in UTF-8). */
+static void
+ui_bar(const struct ui *ui, int percent, int w, char *buf, size_t cap)
+{
+	static const char *const eighth[8] = {
+		"", "\xe2\x96\x8f", "\xe2\x96\x8e", "\xe2\x96\x8d",
+		"\xe2\x96\x8c", "\xe2\x96\x8b", "\xe2\x96\x8a", "\xe2\x96\x89"
+	};
+	size_t	o = 0;
+	int	i, units, full, part;
+
+	buf[0] = '\0';
+	if (w <= 0 || cap < 4)
+		return;
+	percent = MAXIMUM(0, MINIMUM(percent, 100));
+	if (!ui->utf8) {
+		full = (percent * w + 50) / 100;
+		for (i = 0; i < w && o + 1 < cap; i++)
+			buf[o++] = i < full ? '#' : '-';
+		buf[o] = '\0';
+		return;
+	}
+	units = percent * w * 8 / 100;
+	full = units / 8;
+	part = units % 8;
+	for (i = 0; i < w && o + 4 < cap; i++) {
+		if (i < full)
+			o += (size_t)snprintf(buf + o, cap - o, "\xe2\x96\x88");
+		else if (i == full && part > 0)
+			o += (size_t)snprintf(buf + o, cap - o, "%s",
+			    eighth[part]);
+		else
+			o += (size_t)snprintf(buf + o, cap - o,
+			    "\xe2\x96\x91");
+	}
+}
+
+/* Make the slow-field table cover n rows. */
+static void
+ui_slow_grow(struct ui *ui, int n)
+{
+	if (n <= ui->nslow)
+		return;
+	ui->slow = xrealloc(ui->slow, (size_t)n * sizeof(*ui->slow));
+	memset(ui->slow + ui->nslow, 0, (size_t)(n - ui->nslow) *
+	    sizeof(*ui->slow));
+	ui->nslow = n;
+}
+
+/* Refresh a row's shown rate and ETA if a second passed or it changed. */
+static struct ui_slow *
+ui_slow_update(struct ui *ui, const struct reg_snapshot *s, uint64_t now)
+{
+	struct ui_slow	*sl;
+
+	ui_slow_grow(ui, s->index + 1);
+	sl = &ui->slow[s->index];
+	if (sl->t == 0 || sl->state != s->state ||
+	    now - sl->t >= UI_SLOW_MS) {
+		if (sl->rate != s->rate || sl->eta_ms != s->eta_ms ||
+		    sl->state != s->state)
+			sl->version++;
+		sl->t = now;
+		sl->rate = s->rate;
+		sl->eta_ms = s->eta_ms;
+		sl->state = s->state;
+	}
+	return (sl);
+}
+
+/* The device column: the devnode's base name, or "-" when absent. */
+static const char *
+ui_devname(const struct reg_snapshot *s)
+{
+	const char	*p;
+
+	if (s->devnode[0] == '\0')
+		return ("-");
+	p = strrchr(s->devnode, '/');
+	return (p != NULL && p[1] != '\0' ? p + 1 : s->devnode);
+}
+
+/* A short location: the part after "-usb-" of a udev ID_PATH. */
+static const char *
+ui_location(const char *loc)
+{
+	const char	*p;
+
+	if ((p = strstr(loc, "-usb-")) != NULL && p[5] != '\0')
+		return (p + 5);
+	return (loc);
+}
+
+/* The words in the state column for states without a bar. */
+static void
+ui_state_words(const struct reg_snapshot *s, char *buf, size_t cap)
+{
+	switch (s->state) {
+	case REG_ST_WAIT_DL:
+		snprintf(buf, cap, "wait: %s", REG_WAIT_DL_HINT);
+		break;
+	case REG_ST_PLUGGED:
+		if (s->kind == USB_KIND_S2_ROM)
+			snprintf(buf, cap, "plugged, download mode");
+		else
+			snprintf(buf, cap, "plugged, %s", s->kind_name);
+		break;
+	default:
+		snprintf(buf, cap, "%s", s->state_text);
+		break;
+	}
+}
+
+/* Draw one registry row on line y. */
+static void
+ui_draw_row(struct ui *ui, int y, const struct reg_snapshot *s,
+    const struct ui_slow *sl, int flags)
+{
+	const struct ui_cols	*c = &ui->c;
+	attr_t			 base, st;
+	char			 buf[UI_TEXT_MAX], t1[32], t2[32];
+	const char		*p;
+	int			 x = 0, w;
+
+	base = (flags & UI_LF_CURSOR) ? A_REVERSE : A_NORMAL;
+	if (flags & UI_LF_SEL)
+		base |= A_BOLD;
+	st = ui_state_attr(ui, s->state) | base;
+
+	snprintf(buf, sizeof(buf), "%c%3d", (flags & UI_LF_SEL) ? '*' : ' ',
+	    s->slot);
+	ui_text(ui, y, x, c->slot + 1, base, buf);
+	x += c->slot + 1;
+	if (c->loc > 0) {
+		p = ui_tail(ui_location(s->location), c->loc);
+		ui_text(ui, y, x, c->loc + 1, base, p);
+		x += c->loc + 1;
+	}
+	ui_text(ui, y, x, c->dev + 1, base, ui_devname(s));
+	x += c->dev + 1;
+	p = s->chip;
+	if (c->chip_short && strncmp(p, "ESP32-", 6) == 0)
+		p += 6;
+	ui_text(ui, y, x, c->chip + 1, base, p);
+	x += c->chip + 1;
+	p = s->mac_text;
+	if (c->mac_short && strlen(p) > 8)
+		p += strlen(p) - 8;
+	ui_text(ui, y, x, c->mac + 1, base, p);
+	x += c->mac + 1;
+
+	if (ui_has_bar(s->state)) {
+		/* Nothing written yet while writing: the ROM is erasing. */
+		p = s->state == REG_ST_WRITING && s->bytes_done == 0 ?
+		    "erasing" : s->state_name;
+		ui_text(ui, y, x, c->state + 1, st, p);
+		x += c->state + 1;
+		w = c->prog - 5;
+		ui_bar(ui, s->percent, w, buf, sizeof(buf));
+		ui_text(ui, y, x, w, st, buf);
+		snprintf(buf, sizeof(buf), "%4d%%", MAXIMUM(s->percent, 0));
+		ui_text(ui, y, x + w, 6, base, buf);
+		x += c->prog + 1;
+		t1[0] = '\0';
+		if (s->state == REG_ST_WRITING || s->state == REG_ST_DONE)
+			ui_rate(s->state == REG_ST_DONE ? s->rate : sl->rate,
+			    t1, sizeof(t1));
+		ui_text_right(ui, y, x, c->rate, base, t1);
+		ui_text(ui, y, x + c->rate, 1, base, "");
+		x += c->rate + 1;
+	} else {
+		ui_state_words(s, buf, sizeof(buf));
+		w = c->state + c->prog + c->rate + 2;
+		ui_text(ui, y, x, w, st, buf);
+		ui_text(ui, y, x + w, 1, base, "");
+		x += w + 1;
+	}
+
+	buf[0] = '\0';
+	if (s->t_started != 0) {
+		ui_clock(s->elapsed_ms, t1, sizeof(t1));
+		if (s->job_active && s->state == REG_ST_WRITING) {
+			if (sl->eta_ms >= 0)
+				ui_clock((uint64_t)sl->eta_ms, t2, sizeof(t2));
+			else
+				snprintf(t2, sizeof(t2), "-");
+			snprintf(buf, sizeof(buf), "%s/%s", t1, t2);
+		} else
+			snprintf(buf, sizeof(buf), "%s", t1);
+	}
+	ui_text(ui, y, x, ui->cols - x, base, buf);
+}
+
+/* The title and counts lines. */
+static void
+ui_draw_head(struct ui *ui, const struct reg *reg)
+{
+	struct reg_counts	 rc;
+	char			 left[UI_TEXT_MAX], right[256], size[32];
+	char			 line[UI_TEXT_MAX + 256 + 2];
+	int			 w = ui->cols;
+
+	ui_size(ui->info.image_size, size, sizeof(size));
+	snprintf(left, sizeof(left), " %s  %s  sha256 %.12s", ui->image_name,
+	    size, ui->sha256);
+	snprintf(right, sizeof(right), "%s%s ",
+	    ui->info.simulate > 0 ? "SIMULATED  " : "",
+	    reg_get_auto(reg) ? "AUTO" : "manual");
+	snprintf(line, sizeof(line), "%s|%s", left, right);
+	if (ui->full || strcmp(line, ui->drawn_head[0]) != 0) {
+		ui_text(ui, 0, 0, w, A_REVERSE, left);
+		ui_text_right(ui, 0, ui_width(ui, left),
+		    w - ui_width(ui, left), A_REVERSE | A_BOLD, right);
+		snprintf(ui->drawn_head[0], sizeof(ui->drawn_head[0]), "%s",
+		    line);
+	}
+
+	reg_get_counts(reg, &rc);
+	snprintf(left, sizeof(left), " %u port%s  %u active  %u done  "
+	    "%u failed", rc.present, rc.present == 1 ? "" : "s", rc.active,
+	    rc.done, rc.failed);
+	if (rc.waiting > 0)
+		snprintf(left + strlen(left), sizeof(left) - strlen(left),
+		    "  %u waiting", rc.waiting);
+	if (rc.gone > 0)
+		snprintf(left + strlen(left), sizeof(left) - strlen(left),
+		    "  %u gone", rc.gone);
+	snprintf(right, sizeof(right), "%s ", ui->mode != NULL ? ui->mode :
+	    "");
+	snprintf(line, sizeof(line), "%s|%s", left, right);
+	if (ui->full || strcmp(line, ui->drawn_head[1]) != 0) {
+		ui_text(ui, 1, 0, ui_width(ui, left), A_BOLD, left);
+		ui_text_right(ui, 1, ui_width(ui, left),
+		    w - ui_width(ui, left), A_NORMAL, right);
+		snprintf(ui->drawn_head[1], sizeof(ui->drawn_head[1]), "%s",
+		    line);
+	}
+	ui->any_active = rc.active > 0;
+}
+
+/* The column headings (drawn with the body). */
+static void
+ui_draw_headings(struct ui *ui)
+{
+	const struct ui_cols	*c = &ui->c;
+	attr_t			 a = A_UNDERLINE | A_BOLD;
+	int			 x = 0;
+
+	ui_text(ui, 2, x, c->slot + 1, a, "SLOT");
+	x += c->slot + 1;
+	if (c->loc > 0) {
+		ui_text(ui, 2, x, c->loc + 1, a, "LOCATION");
+		x += c->loc + 1;
+	}
+	ui_text(ui, 2, x, c->dev + 1, a, "DEVICE");
+	x += c->dev + 1;
+	ui_text(ui, 2, x, c->chip + 1, a, "CHIP");
+	x += c->chip + 1;
+	ui_text(ui, 2, x, c->mac + 1, a, "MAC");
+	x += c->mac + 1;
+	ui_text(ui, 2, x, c->state + 1, a, "STATE");
+	x += c->state + 1;
+	ui_text(ui, 2, x, c->prog + 1, a, "PROGRESS");
+	x += c->prog + 1;
+	ui_text(ui, 2, x, c->rate + 1, a, "RATE");
+	x += c->rate + 1;
+	ui_text(ui, 2, x, ui->cols - x, a, "ELAPSED/ETA");
+}
+
+/* The table: only lines whose row, generation, clock or marks changed. */
+static void
+ui_draw_table(struct ui *ui, const struct reg *reg, uint64_t now)
+{
+	struct reg_snapshot	 s;
+	struct ui_line		*lc;
+	struct ui_slow		*sl;
+	uint64_t		 clock;
+	int			 nrows = reg_count(reg), h, i, row, flags;
+
+	if (ui->full)
+		ui_draw_headings(ui);
+	h = ui_body_lines(ui);
+	ui_sel_grow(ui, nrows);
+	ui_clamp(ui, nrows);
+	for (i = 0; i < h && i < ui->nlc; i++) {
+		lc = &ui->lc[i];
+		row = ui->top + i;
+		if (row >= nrows) {
+			if (!ui->full && lc->row == -1)
+				continue;
+			lc->row = -1;
+			if (nrows == 0 && i == 0)
+				ui_text(ui, UI_HEAD_LINES, 0, ui->cols, A_DIM,
+				    ui->info.simulate > 0 ? " the simulated "
+				    "units are being plugged in..." :
+				    " no serial ports yet: plug a unit in");
+			else
+				ui_text(ui, UI_HEAD_LINES + i, 0, ui->cols,
+				    A_NORMAL, "");
+			continue;
+		}
+		flags = (row == ui->cursor ? UI_LF_CURSOR : 0) |
+		    (ui->sel[row] ? UI_LF_SEL : 0);
+		if (!ui->full && lc->row == row && lc->flags == flags &&
+		    lc->gen == reg_row_gen(reg, row) &&
+		    !(reg_row_state(reg, row) >= REG_ST_QUEUED &&
+		    reg_row_state(reg, row) <= REG_ST_REBOOTING))
+			continue;
+		reg_snapshot(reg, row, now, &s);
+		sl = ui_slow_update(ui, &s, now);
+		clock = (s.elapsed_ms / 1000) << 20 | sl->version;
+		if (!ui->full && lc->row == row && lc->flags == flags &&
+		    lc->gen == s.gen && lc->clock == clock)
+			continue;
+		ui_draw_row(ui, UI_HEAD_LINES + i, &s, sl, flags);
+		lc->row = row;
+		lc->gen = s.gen;
+		lc->clock = clock;
+		lc->flags = flags;
+	}
+}
+
+/* The event log, oldest first, following the end unless scrolled. */
+static void
+ui_draw_log(struct ui *ui, const struct reg *reg)
+{
+	const char	*text;
+	uint64_t	 t;
+	char		 buf[UI_TEXT_MAX];
+	int		 h = ui_body_lines(ui), n = (int)reg_log_count(reg);
+	int		 i, k;
+
+	if (ui->log_follow)
+		ui->log_top = MAXIMUM(n - h, 0);
+	ui_text(ui, 2, 0, ui->cols, A_UNDERLINE | A_BOLD,
+	    "EVENT LOG (j/k scroll, G end, l or q back)");
+	for (i = 0; i < h; i++) {
+		k = ui->log_top + i;
+		if (k < n && (text = reg_log_line(reg, (size_t)k, &t)) !=
+		    NULL) {
+			t = t > ui->t0 ? t - ui->t0 : 0;
+			snprintf(buf, sizeof(buf), "%5llu.%01llu  %s",
+			    (unsigned long long)(t / 1000),
+			    (unsigned long long)(t % 1000 / 100), text);
+		} else
+			buf[0] = '\0';
+		ui_text(ui, UI_HEAD_LINES + i, 0, ui->cols, A_NORMAL, buf);
+	}
+	ui->drawn_log_gen = reg_log_gen(reg);
+}
+
+/* A "name  value" line of the details panel; long values wrap. */
+static void
+ui_detail_line(struct ui *ui, int *y, int x, int w, const char *name,
+    const char *value)
+{
+	char		 buf[UI_TEXT_MAX], part[UI_TEXT_MAX];
+	const char	*p = value;
+	size_t		 n, cut;
+	int		 first = 1, avail = w - 14;
+
+	if (avail < 10)
+		avail = 10;
+	do {
+		if (*y >= UI_HEAD_LINES + ui_body_lines(ui) - 1)
+			return;
+		ui_fit(ui, p, avail, part, sizeof(part));
+		n = strlen(part);
+		if (p[n] != '\0') {
+			/* Break after the last space that fits, if any. */
+			for (cut = n; cut > 0 && part[cut - 1] != ' '; cut--)
+				;
+			if (cut > 0)
+				n = cut;
+			part[n] = '\0';
+		}
+		snprintf(buf, sizeof(buf), "%-14s%s", first ? name : "", part);
+		ui_text(ui, *y, x, w, A_NORMAL, buf);
+		(*y)++;
+		first = 0;
+		p += n;
+	} while (*p != '\0' && n > 0);
+}
+
+/* Everything known about the cursor row, in a box. */
+static void
+ui_draw_details(struct ui *ui, const struct reg *reg, uint64_t now)
+{
+	const struct port_info	*pi;
+	struct reg_snapshot	 s;
+	struct ui_detail	 d;
+	char			 v[UI_TEXT_MAX], t[32];
+	int			 top = UI_HEAD_LINES, h = ui_body_lines(ui);
+	int			 x = 2, w = ui->cols - 4, y;
+
+	for (y = top; y < top + h; y++)
+		ui_text(ui, y, 0, ui->cols, A_NORMAL, "");
+	ui_text(ui, 2, 0, ui->cols, A_UNDERLINE | A_BOLD,
+	    "UNIT DETAILS (j/k other slot, i or q back)");
+	if (h < 3 || w < 20)
+		return;
+	mvaddch(top, 0, ACS_ULCORNER);
+	mvhline(top, 1, ACS_HLINE, ui->cols - 2);
+	mvaddch(top, ui->cols - 1, ACS_URCORNER);
+	mvvline(top + 1, 0, ACS_VLINE, h - 2);
+	mvvline(top + 1, ui->cols - 1, ACS_VLINE, h - 2);
+	mvaddch(top + h - 1, 0, ACS_LLCORNER);
+	mvhline(top + h - 1, 1, ACS_HLINE, ui->cols - 2);
+	mvaddch(top + h - 1, ui->cols - 1, ACS_LRCORNER);
+	y = top + 1;
+	if (reg_snapshot(reg, ui->cursor, now, &s) != 0) {
+		ui_detail_line(ui, &y, x, w, "", "no unit yet");
+		return;
+	}
+	memset(&d, 0, sizeof(d));
+	if (ui->detail_cb != NULL)
+		ui->detail_cb(ui->detail_arg, ui->cursor, &d);
+	pi = reg_row_port(reg, ui->cursor);
+
+	snprintf(v, sizeof(v), "%d", s.slot);
+	ui_detail_line(ui, &y, x, w, "Slot", v);
+	ui_detail_line(ui, &y, x, w, "Location", s.location);
+	snprintf(v, sizeof(v), "%s", s.present ? s.devnode : "(unplugged)");
+	ui_detail_line(ui, &y, x, w, "Device", v);
+	if (pi != NULL && pi->usb_path[0] != '\0')
+		ui_detail_line(ui, &y, x, w, "USB path", pi->usb_path);
+	snprintf(v, sizeof(v), "%s (%s)", s.vidpid, s.kind_name);
+	ui_detail_line(ui, &y, x, w, "USB VID:PID", v);
+	if (pi != NULL) {
+		snprintf(v, sizeof(v), "%s%s%s", s.product,
+		    pi->manufacturer[0] != '\0' ? " by " : "",
+		    pi->manufacturer);
+		ui_detail_line(ui, &y, x, w, "Product", v);
+		if (pi->serial[0] != '\0')
+			ui_detail_line(ui, &y, x, w, "USB serial",
+			    pi->serial);
+	}
+	ui_detail_line(ui, &y, x, w, "Chip", s.chip[0] != '\0' ? s.chip :
+	    "not known yet (a flash job reads it)");
+	ui_detail_line(ui, &y, x, w, "MAC", s.has_mac ? s.mac_text :
+	    "not known yet");
+	if (d.flash_size != 0)
+		ui_size(d.flash_size, v, sizeof(v));
+	else
+		snprintf(v, sizeof(v), "not known yet");
+	ui_detail_line(ui, &y, x, w, "Flash size", v);
+	/* A failure's reason gets its own line below. */
+	snprintf(v, sizeof(v), "%s%s%s", s.state == REG_ST_FAILED ||
+	    s.state == REG_ST_GONE ? s.state_name : s.state_text,
+	    d.phase[0] != '\0' ? "; job phase " : "", d.phase);
+	ui_detail_line(ui, &y, x, w, "State", v);
+	if (s.t_started != 0) {
+		ui_clock(s.elapsed_ms, t, sizeof(t));
+		snprintf(v, sizeof(v), "%s, %llu of %llu bytes", t,
+		    (unsigned long long)s.bytes_done,
+		    (unsigned long long)s.bytes_total);
+		ui_detail_line(ui, &y, x, w, "Last job", v);
+	}
+	snprintf(v, sizeof(v), "%u", s.attempts);
+	ui_detail_line(ui, &y, x, w, "Attempts", v);
+	if (s.reason[0] != '\0' || d.error[0] != '\0')
+		ui_detail_line(ui, &y, x, w, "Reason", d.error[0] != '\0' ?
+		    d.error : s.reason);
+	if (d.boot[0] != '\0')
+		ui_detail_line(ui, &y, x, w, "After reboot", d.boot);
+	if (d.note[0] != '\0')
+		ui_detail_line(ui, &y, x, w, "Note", d.note);
+	if (s.moved_from != 0) {
+		snprintf(v, sizeof(v), "slot %d (%s there)", s.moved_from,
+		    s.unit_last == REG_ST_EMPTY ? "no result" :
+		    reg_state_name(s.unit_last));
+		ui_detail_line(ui, &y, x, w, "Seen before", v);
+	}
+	if (d.sim[0] != '\0')
+		ui_detail_line(ui, &y, x, w, "Simulated", d.sim);
+}
+
+/* The key list. */
+static void
+ui_draw_help(struct ui *ui)
+{
+	static const char *const lines[] = {
+		"up/down, j/k   move between slots (PgUp/PgDn, g/G)",
+		"space          select or unselect the slot, then move down",
+		"a              select all slots (again: none); Esc: none",
+		"f              flash the selected slots, or the slot under "
+		    "the cursor",
+		"A              arm or disarm auto-flash: every unit that "
+		    "enters download mode is flashed at once",
+		"c              cancel the selected slots' jobs",
+		"r              retry failed slots (the selected ones, or "
+		    "all)",
+		"i              details of the slot under the cursor",
+		"l              the event log",
+		"b              simulated units only: hold BOOT and press RST",
+		"q              quit (asks first while jobs run)",
+		"^L             repaint the screen",
+		"",
+		"Rates are KiB/s; ELAPSED/ETA is m:ss since the job was "
+		    "queued / left.",
+		"On a real ESP32-S2 in app mode: hold BOOT, press and release "
+		    "RST, release BOOT.",
+		"",
+		"Press any key to go back.",
+	};
+	int	h = ui_body_lines(ui), i;
+
+	ui_text(ui, 2, 0, ui->cols, A_UNDERLINE | A_BOLD, "KEYS");
+	for (i = 0; i < h; i++)
+		ui_text(ui, UI_HEAD_LINES + i, 0, ui->cols, A_NORMAL,
+		    (size_t)i < nitems(lines) ? lines[i] : "");
+}
+
+/* The message line and the key line. */
+static void
+ui_draw_foot(struct ui *ui, uint64_t now)
+{
+	/* In order of importance: what does not fit is left out. */
+	static const char *const items[] = {
+		"f flash", "A auto", "c cancel", "r retry", "i info", "l log",
+		"b boot", "SPC select", "a all", NULL
+	};
+	static const char	 tail[] = " ? help  q quit";
+	char			 line[UI_KEY_MAX];
+	const char		*msg = "";
+	attr_t			 a = A_NORMAL;
+	size_t			 i, len;
+
+	if (ui->msg[0] != '\0' && (ui->msg_warn || ui->asking ||
+	    now - ui->msg_t < UI_MSG_MS))
+		msg = ui->msg;
+	if (ui->asking)
+		a = A_REVERSE | A_BOLD;
+	else if (ui->msg_warn)
+		a = ui->color ? COLOR_PAIR(UI_PAIR_WARN) | A_BOLD : A_BOLD;
+	snprintf(line, sizeof(line), "%d %s", (int)a, msg);
+	if (ui->full || strcmp(line, ui->drawn_foot[0]) != 0) {
+		ui_text(ui, ui->lines - 2, 0, ui->cols, a, msg);
+		snprintf(ui->drawn_foot[0], sizeof(ui->drawn_foot[0]), "%s",
+		    line);
+	}
+
+	if (ui->asking)
+		snprintf(line, sizeof(line), " y quit and cancel the jobs   "
+		    "n keep going");
+	else if (ui->view != UI_VIEW_TABLE)
+		snprintf(line, sizeof(line), " q back   ? help");
+	else {
+		line[0] = '\0';
+		for (i = 0; items[i] != NULL; i++) {
+			if (strcmp(items[i], "b boot") == 0 &&
+			    ui->info.simulate == 0)
+				continue;
+			len = strlen(line) + strlen(items[i]) + 2;
+			if ((int)(len + sizeof(tail) - 1) > ui->cols)
+				continue;
+			snprintf(line + strlen(line), sizeof(line) -
+			    strlen(line), " %s ", items[i]);
+		}
+		snprintf(line + strlen(line), sizeof(line) - strlen(line),
+		    "%s", tail);
+	}
+	if (ui->full || strcmp(line, ui->drawn_foot[1]) != 0) {
+		ui_text(ui, ui->lines - 1, 0, ui->cols, A_REVERSE, line);
+		snprintf(ui->drawn_foot[1], sizeof(ui->drawn_foot[1]), "%s",
+		    line);
+	}
+}
+
+/* Report watched rows that are on screen now. */
+static void
+ui_check_watches(struct ui *ui)
+{
+	struct ui_line	*lc;
+	size_t		 i = 0;
+	int		 k;
+
+	while (i < ui->nwatch) {
+		k = ui->watch[i].row - ui->top;
+		lc = k >= 0 && k < ui->nlc ? &ui->lc[k] : NULL;
+		if (ui->view == UI_VIEW_TABLE && lc != NULL &&
+		    lc->row == ui->watch[i].row &&
+		    lc->gen >= ui->watch[i].gen) {
+			if (ui->trace_cb != NULL)
+				ui->trace_cb(ui->trace_arg, "shown",
+				    ui->watch[i].row);
+			ui->watch[i] = ui->watch[--ui->nwatch];
+			continue;
+		}
+		i++;
+	}
+}
+
+/* When to draw next. */
+uint64_t
+ui_due(struct ui *ui, const struct reg *reg, uint64_t now)
+{
+	uint64_t	due = UINT64_MAX;
+
+	if (!ui->started)
+		return (UINT64_MAX);
+	if (ui->urgent || ui->full)
+		return (now);
+	if (ui->dirty || reg_gen(reg) != ui->drawn_gen ||
+	    (ui->view == UI_VIEW_LOG && reg_log_gen(reg) !=
+	    ui->drawn_log_gen))
+		due = ui->last_frame + UI_FRAME_MS;
+	else if (ui->any_active)
+		due = ui->last_frame + UI_TICK_MS;
+	if (ui->msg[0] != '\0' && !ui->msg_warn && !ui->asking &&
+	    ui->msg_t + UI_MSG_MS > ui->last_frame)
+		due = MINIMUM(due, ui->msg_t + UI_MSG_MS);
+	return (due);
+}
+
+/* Draw a frame and send it. */
+void
+ui_draw(struct ui *ui, const struct reg *reg, uint64_t now)
+{
+	if (!ui->started)
+		return;
+	if (ui->trace_cb != NULL)
+		ui->trace_cb(ui->trace_arg, "begin", (int)ui->frames + 1);
+	if (ui->resized) {
+		erase();
+		ui->resized = 0;
+	}
+	if (ui->cols < UI_MIN_COLS || ui->lines < UI_MIN_LINES) {
+		if (ui->full)
+			erase();
+		mvaddnstr(0, 0, "espfleet: the terminal is too small",
+		    ui->cols);
+		ui->full = 0;
+	} else {
+		ui_draw_head(ui, reg);
+		switch (ui->view) {
+		case UI_VIEW_LOG:
+			ui_draw_log(ui, reg);
+			break;
+		case UI_VIEW_DETAILS:
+			ui_draw_details(ui, reg, now);
+			break;
+		case UI_VIEW_HELP:
+			if (ui->full)
+				ui_draw_help(ui);
+			break;
+		default:
+			ui_draw_table(ui, reg, now);
+			break;
+		}
+		ui_draw_foot(ui, now);
+		ui->full = 0;
+	}
+	wnoutrefresh(stdscr);
+	doupdate();
+	ui->frames++;
+	ui->last_frame = now;
+	ui->dirty = ui->urgent = 0;
+	ui->drawn_gen = reg_gen(reg);
+	if (ui->trace_cb != NULL)
+		ui->trace_cb(ui->trace_arg, "frame", (int)ui->frames);
+	ui_check_watches(ui);
+}

@@ -1,0 +1,47 @@
+#!/bin/sh
+# "espfleet --simulate 4 --exit-when-done" runs the simulated fleet to its
+# end by itself: with no fault every unit ends done and the status is 0;
+# with the default fault (one unit's flash flips bits) that unit ends
+# failed with its reason, the rest done, and the status is 1.
+. "$top_srcdir/tests/tui-common.sh"
+
+tui_altscreen=off
+
+# With --fault none: "4 done" in the header, status 0.
+tui_start 80 24 -- --simulate 4 --profile fast --fault none --exit-when-done
+wait_for "SIMULATED" 20
+ok $? "the header says SIMULATED"
+wait_re " 4 ports +0 active +4 done +0 failed" 60
+ok $? "the header counts reach 4 done"
+wait_exit 60
+ok $? "espfleet ended by itself (--exit-when-done)"
+[ "$tui_status" = 0 ]
+ok $? "exit status 0 when every unit is done (got $tui_status)"
+n=$(tui_snap | grep -E -c "^ +[1-4] tty[0-3] .* done +")
+[ "$n" -ge 4 ]
+ok $? "every slot's row shows done ($n rows)"
+tui_snap | grep -q "^4 done, 0 failed$"
+ok $? "the summary after the screen says 4 done, 0 failed"
+tui_snap | grep -q "AUTO"
+ok $? "auto-flash is armed by default in --simulate"
+[ "$tui_status" = 0 ] || tui_diag
+
+tui_tmux kill-server >/dev/null 2>&1
+rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
+tui_sock="espf$$b"
+
+# The default fault: one unit fails with a reason, status 1.
+tui_start 80 24 -- --simulate 4 --profile fast --exit-when-done
+wait_re " 4 ports +0 active +3 done +1 failed" 60
+ok $? "with the default fault the header ends at 3 done, 1 failed"
+wait_exit 60
+ok $? "espfleet ended by itself"
+[ "$tui_status" = 1 ]
+ok $? "exit status 1 when a unit failed (got $tui_status)"
+tui_snap | grep -E -q "^ +[1-4] tty[0-3] .* failed: MD5 of flash does"
+ok $? "the failed row gives its reason (MD5 mismatch)"
+tui_snap | grep -q "^3 done, 1 failed$"
+ok $? "the summary says 3 done, 1 failed"
+[ "$tui_status" = 1 ] || tui_diag
+
+done_testing
