@@ -124,7 +124,12 @@ simfleet_plan(struct simfleet *sf, enum simfleet_fault fault)
 	sf->u[pick].faulty = 1;
 }
 
-/* The default fault: every FLASH_DEFL_DATA write gets a bit flipped. */
+/*
+ * The default fault is a transient one, as a bench sees most often: one
+ * compressed block arrives damaged (the ROM answers checksum error 0x07)
+ * and the flasher must send it again, so the unit still ends done.  A
+ * lasting fault (a unit whose flash flips bits) is one --fault away.
+ */
 static int
 simfleet_default_fault(struct simfleet *sf, char **cause)
 {
@@ -135,8 +140,9 @@ simfleet_default_fault(struct simfleet *sf, char **cause)
 	for (k = 0; k < sf->n; k++) {
 		if (!sf->u[k].faulty)
 			continue;
-		spec = xasprintf("unit=%u,kind=bitflip,op=FLASH_DEFL_DATA,"
-		    "count=0", k);
+		spec = xasprintf("unit=%u,kind=rom-error,code=0x07,"
+		    "op=FLASH_DEFL_DATA,at=%u", k,
+		    2 + (unsigned)(simfleet_rand(sf) % 20));
 		sf->faults = xcalloc(1, sizeof(*sf->faults));
 		error = emu_fault_parse(spec, &sf->faults[0], cause);
 		free(spec);

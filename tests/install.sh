@@ -34,9 +34,10 @@ ok $? "an unrelated vendor is not matched"
 bash -n "$comp"
 ok $? "bash completion parses"
 out=$(bash -c '. "$1"; COMP_WORDS=(espfleet fl); COMP_CWORD=1; _espfleet;
-    printf "%s\n" "${COMPREPLY[@]}"' _ "$comp")
-printf '%s\n' "$out" | grep -qx flash
-ok $? "espfleet fl<TAB> completes to flash"
+    printf "%s\n" "${COMPREPLY[@]}"' _ "$comp" 2>&1)
+printf '%s\n' "$out" | grep -qx flash &&
+    ! printf '%s\n' "$out" | grep -qx -e inspect -e report
+ok $? "espfleet fl<TAB> completes to flash, and only to flash"
 out=$(bash -c '. "$1"; COMP_WORDS=(espfleet flash --af); COMP_CWORD=2; _espfleet;
     printf "%s\n" "${COMPREPLY[@]}"' _ "$comp")
 printf '%s\n' "$out" | grep -qx -- --after

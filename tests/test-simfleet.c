@@ -200,7 +200,7 @@ test_timeline(void)
 			cause = NULL;
 		}
 		simfleet_describe(sf, (int)k - 1, text, sizeof(text));
-		if (strstr(text, "has a fault (bitflip)") != NULL)
+		if (strstr(text, "has a fault (rom-error)") != NULL)
 			nfault++;
 	}
 	tap_ok(napp >= 1 && napp < 4, "some units, not all, arrive running "

@@ -1,8 +1,8 @@
 #!/bin/sh
 # "espfleet --simulate 4 --exit-when-done" runs the simulated fleet to its
-# end by itself: with no fault every unit ends done and the status is 0;
-# with the default fault (one unit's flash flips bits) that unit ends
-# failed with its reason, the rest done, and the status is 1.
+# end by itself: with no fault, and with the default transient fault,
+# every unit ends done and the status is 0; with a lasting fault that unit
+# ends failed with its reason, the rest done, and the status is 1.
 . "$top_srcdir/tests/tui-common.sh"
 
 tui_altscreen=off
@@ -30,10 +30,28 @@ tui_tmux kill-server >/dev/null 2>&1
 rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
 tui_sock="espf$$b"
 
-# The default fault: one unit fails with a reason, status 1.
+# The default fault is transient (one damaged block, sent again): every
+# unit still ends done.  A lasting fault (bit flips in one unit's flash)
+# ends that unit failed with its reason, and the status is 1.
 tui_start 80 24 -- --simulate 4 --profile fast --exit-when-done
+wait_re " 4 ports +0 active +4 done +0 failed" 60
+ok $? "with the default (transient) fault the header reaches 4 done"
+wait_exit 60
+ok $? "espfleet ended by itself"
+[ "$tui_status" = 0 ]
+ok $? "exit status 0 (got $tui_status)"
+tui_snap | grep -q "^4 done, 0 failed$"
+ok $? "the summary says 4 done, 0 failed"
+[ "$tui_status" = 0 ] || tui_diag
+
+tui_tmux kill-server >/dev/null 2>&1
+rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
+tui_sock="espf$$c"
+
+tui_start 80 24 -- --simulate 4 --profile fast --exit-when-done \
+    --fault unit=1,kind=bitflip,op=FLASH_DEFL_DATA,count=0
 wait_re " 4 ports +0 active +3 done +1 failed" 60
-ok $? "with the default fault the header ends at 3 done, 1 failed"
+ok $? "with a lasting fault the header ends at 3 done, 1 failed"
 wait_exit 60
 ok $? "espfleet ended by itself"
 [ "$tui_status" = 1 ]
