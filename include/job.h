@@ -94,6 +94,16 @@ struct job_params {
 	const struct loader_stub *stub;		/* --stub: shared, read-only */
 	unsigned		 manual_ms;	/* nothing worked: wait this long
 						   for BOOT+RST by hand (0: fail) */
+	/*
+	 * Run on the identified, attached unit before anything is erased
+	 * (backup.h: backup_hook keeps nvs and otadata); NULL: none.  A
+	 * non-zero return fails the job with *cause, nothing written.
+	 */
+	int			(*before_write)(void *, struct loader *,
+				    const struct job_progress *, char **);
+	void			*before_write_arg;
+	unsigned		 retries;	/* --retries: more attempts
+						   after a transient failure */
 };
 
 /* A non-blocking, close-on-exec eventfd for wake-ups; -errno on failure. */

@@ -56,6 +56,8 @@ struct ui_info {
 	const char	*sha256;	/* hex identity of the whole job */
 	unsigned	 simulate;	/* units simulated; 0 = real ports */
 	const char	*mode;		/* "simulated, realistic", or NULL */
+	const char	*job_name;	/* --job: the job's name, or NULL */
+	int		 locked;	/* --lock: "LOCKED" in the header */
 };
 
 /* Extra facts about a row the registry does not keep (details view). */

@@ -30,9 +30,11 @@
 #include "chip.h"
 #include "demo.h"
 #include "emu.h"
+#include "flog.h"
 #include "hotplug.h"
 #include "image.h"
 #include "job.h"
+#include "jobfile.h"
 #include "registry.h"
 #include "sim.h"
 #include "simfleet.h"
@@ -83,6 +85,10 @@ struct bench {
 	int			 nrows;
 
 	FILE			*trace;
+	struct flog		*flog;		/* unit records; NULL: none */
+	struct jobfile		 jf;		/* --job; jf.path NULL: none */
+	int			 locked;	/* --lock: no policy changes */
+	int			 interrupted;	/* a signal or q ended it */
 	int			 exit_when_done;
 	int			 quit;
 	unsigned		 sim_units;
@@ -93,8 +99,12 @@ static const struct option bench_options[] = {
 	{ "exit-when-done", no_argument, NULL, 'x' },
 	{ "fault", required_argument, NULL, 'F' },
 	{ "help", no_argument, NULL, 'h' },
+	{ "job", required_argument, NULL, 'J' },
+	{ "lock", no_argument, NULL, 'K' },
+	{ "log", required_argument, NULL, 'L' },
 	{ "match", required_argument, NULL, 'm' },
 	{ "no-auto", no_argument, NULL, 'n' },
+	{ "no-log", no_argument, NULL, 'N' },
 	{ "profile", required_argument, NULL, 'P' },
 	{ "seed", required_argument, NULL, 's' },
 	{ "simulate", required_argument, NULL, 'S' },
@@ -109,7 +119,8 @@ bench_usage(FILE *f)
 	fprintf(f,
 	    "usage: espfleet [--auto | --no-auto] [--match VID:PID]... "
 	    "[--trace FILE]\n"
-	    "                (IMAGE | OFFSET FILE...)\n"
+	    "                [--log FILE | --no-log] "
+	    "(IMAGE | OFFSET FILE... | --job FILE [--lock])\n"
 	    "       espfleet --simulate N [--profile fast|realistic] "
 	    "[--seed N]\n"
 	    "                [--fault SPEC | --fault none] "
@@ -472,6 +483,54 @@ bench_phase(const struct job_progress *p)
 	}
 }
 
+/*
+ * Append the unit record of a job that ended on row.  Failing to record
+ * is said in the event log but changes nothing else.
+ */
+static void
+bench_record(struct bench *b, int row, const char *port,
+    const struct job_progress *p, uint64_t now)
+{
+	const struct port_info	*pi;
+	struct flog_unit	*u;
+	char			*cause = NULL;
+
+	if (b->flog == NULL)
+		return;
+	u = xmalloc(sizeof(*u));
+	flog_unit_from_job(u, port, p, b->set, b->interrupted);
+	if ((pi = reg_row_port(b->reg, row)) != NULL) {
+		snprintf(u->location, sizeof(u->location), "%s",
+		    pi->location);
+		snprintf(u->usb_serial, sizeof(u->usb_serial), "%s",
+		    pi->serial);
+	}
+	if (flog_append_job(b->flog, u, &cause) != 0) {
+		bench_warn(b, now, "slot %d: %s", row + 1, cause);
+		free(cause);
+	}
+	free(u);
+}
+
+/*
+ * The job file's boot check: a verified unit whose boot text lacks the
+ * pattern is turned into a failed one, here and in its record.
+ */
+static void
+bench_boot_check(struct bench *b, struct job_progress *p)
+{
+	const char	*want = b->jf.boot_check;
+
+	if (want == NULL || p->state != JOB_ST_VERIFIED ||
+	    strstr(p->boot, want) != NULL)
+		return;
+	p->state = JOB_ST_FAILED;
+	p->error = -EPROTO;
+	snprintf(p->errmsg, sizeof(p->errmsg), "boot check: expected \"%s\", "
+	    "saw \"%s\"", want, p->boot[0] != '\0' ? p->boot :
+	    "no boot report");
+}
+
 /* Copy one job's snapshot into the registry; 1 when the job ended. */
 static int
 bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
@@ -484,6 +543,7 @@ bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
 	job_get(bj->job, &p);
 	if (p.gen == bj->gen && p.bytes_done == bj->bytes)
 		return (0);
+	bench_boot_check(b, &p);
 	bj->gen = p.gen;
 	bj->bytes = p.bytes_done;
 	if (p.chip[0] != '\0' && (!bj->told_chip ||
@@ -529,6 +589,7 @@ bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
 	default:
 		return (0);
 	}
+	bench_record(b, bj->row, job_port(bj->job), &p, now);
 	r->phase[0] = '\0';
 	return (1);
 }
@@ -582,6 +643,12 @@ bench_command(struct bench *b, enum ui_cmd cmd, uint64_t now)
 
 	if (cmd == UI_CMD_QUIT) {
 		b->quit = 1;
+		return;
+	}
+	if (cmd == UI_CMD_AUTO && b->locked) {
+		ui_message(b->ui, now, "locked by the job file: auto-flash "
+		    "stays %s (%s)", reg_get_auto(b->reg) ? "armed" :
+		    "disarmed", b->jf.path);
 		return;
 	}
 	if (cmd == UI_CMD_AUTO) {
@@ -770,6 +837,66 @@ bench_image_name(const struct image_set *set, int demo)
 	return (xasprintf("%zu files", set->nregions));
 }
 
+/*
+ * Load the job file: its policy settings must not be given again on the
+ * command line.  *argv gets the OFFSET FILE pairs for image_load().
+ */
+static int
+bench_load_job(struct bench *b, const char *path, int auto_on, char ***argv,
+    char **cause)
+{
+	int	error;
+
+	if ((error = jobfile_load(path, &b->jf, cause)) != 0)
+		return (error);
+	if (b->jf.has_auto && auto_on != -1) {
+		*cause = xasprintf("the job file %s fixes \"auto\"; leave out "
+		    "--%s", path, auto_on ? "auto" : "no-auto");
+		return (-EINVAL);
+	}
+	if (b->jf.boot_check != NULL && b->jf.has_after &&
+	    b->jf.after == LOADER_AFTER_STAY) {
+		*cause = xasprintf("the job file %s asks for a boot check with "
+		    "\"after\": \"stay\"; a unit that stays in download mode "
+		    "never boots: use \"reboot\" or drop \"boot_check\"",
+		    path);
+		return (-EINVAL);
+	}
+	(void)jobfile_argv(&b->jf, argv);
+	return (0);
+}
+
+/*
+ * The images as loaded must still be the ones the job file names (a file
+ * replaced between the job file's check and image_load is caught here).
+ */
+static int
+bench_job_images(struct bench *b, char **cause)
+{
+	const struct image_region	*r;
+	size_t				 i, k;
+
+	for (i = 0; i < b->jf.nimages; i++) {
+		for (k = 0; k < b->set->nregions; k++) {
+			r = &b->set->regions[k];
+			if (r->offset == b->jf.images[i].offset)
+				break;
+		}
+		if (k == b->set->nregions) {
+			*cause = xasprintf("%s: no image was loaded at %s",
+			    b->jf.path, b->jf.images[i].offset_text);
+			return (-EINVAL);
+		}
+		if (strcmp(r->sha256hex, b->jf.images[i].sha256) != 0) {
+			*cause = xasprintf("%s changed since the job was "
+			    "written: sha256 is %s, the job says %s",
+			    r->name, r->sha256hex, b->jf.images[i].sha256);
+			return (-EBADMSG);
+		}
+	}
+	return (0);
+}
+
 /* Start the simulated fleet. */
 static int
 bench_start_sim(struct bench *b, struct simfleet_config *cfg, char **cause)
@@ -806,13 +933,16 @@ bench_main(int argc, char **argv)
 	struct emu_fault	*faults = NULL;
 	char			**matches = NULL, *cause = NULL, *name = NULL;
 	char			*mode = NULL, *trace_path = NULL, *more;
+	char			*log_path = NULL, *log_warning = NULL;
+	char			*job_path = NULL, **job_argv = NULL;
+	char			 job_name[128];
 	size_t			 nmatches = 0, nfaults = 0;
 	long long		 v;
 	uint16_t		 vid, pid;
 	size_t			 i;
 	int			 ch, status = BENCH_EXIT_USAGE, auto_on = -1;
 	int			 any_pid;
-	int			 sig = 0, sim_only = 0, ui_up = 0;
+	int			 sig = 0, sim_only = 0, ui_up = 0, no_log = 0;
 
 	memset(&b, 0, sizeof(b));
 	memset(&sc, 0, sizeof(sc));
@@ -829,6 +959,18 @@ bench_main(int argc, char **argv)
 			break;
 		case 'n':
 			auto_on = 0;
+			break;
+		case 'J':
+			job_path = optarg;
+			break;
+		case 'K':
+			b.locked = 1;
+			break;
+		case 'L':
+			log_path = optarg;
+			break;
+		case 'N':
+			no_log = 1;
 			break;
 		case 'x':
 			b.exit_when_done = sim_only = 1;
@@ -918,12 +1060,26 @@ bench_main(int argc, char **argv)
 			goto usage;
 		}
 	}
+	if (b.locked && job_path == NULL) {
+		bench_bad("--lock keeps the job of a job file: it needs "
+		    "--job FILE");
+		goto usage;
+	}
+	if (job_path != NULL && argc > 0) {
+		bench_bad("--job FILE names the images; give no IMAGE or "
+		    "OFFSET FILE as well");
+		goto usage;
+	}
+	if (log_path != NULL && no_log) {
+		bench_bad("--log and --no-log do not go together");
+		goto usage;
+	}
 	if (sc.units > 0 && nmatches > 0) {
 		bench_bad("--match chooses real ports; it does not apply to "
 		    "--simulate");
 		goto usage;
 	}
-	if (sc.units == 0 && argc == 0) {
+	if (sc.units == 0 && argc == 0 && job_path == NULL) {
 		bench_bad("no firmware given: name a file, or OFFSET FILE "
 		    "pairs (e.g. 0x0 factory.bin); or try --simulate 4");
 		goto usage;
@@ -931,7 +1087,23 @@ bench_main(int argc, char **argv)
 
 	setlocale(LC_ALL, "");
 	memset(&opts, 0, sizeof(opts));
-	if (argc > 0) {
+	if (job_path != NULL) {
+		if (bench_load_job(&b, job_path, auto_on, &job_argv,
+		    &cause) != 0) {
+			bench_bad("%s", cause);
+			goto out;
+		}
+		if (b.jf.chip != NULL)
+			opts.chip = chip_by_name(b.jf.chip);
+		if (b.jf.has_auto)
+			auto_on = b.jf.auto_on;
+		if (image_load(&b.set, (int)(b.jf.nimages * 2), job_argv,
+		    &opts, &cause) != 0 ||
+		    bench_job_images(&b, &cause) != 0) {
+			bench_bad("%s", cause);
+			goto out;
+		}
+	} else if (argc > 0) {
 		if (image_load(&b.set, argc, argv, &opts, &cause) != 0) {
 			bench_bad("%s", cause);
 			goto out;
@@ -949,12 +1121,24 @@ bench_main(int argc, char **argv)
 	}
 	if (b.trace != NULL)
 		setvbuf(b.trace, NULL, _IOLBF, 0);
+	/* A --log that cannot be used is bad input; the default, a warning. */
+	if (!no_log && flog_open(&b.flog, log_path, &cause) != 0) {
+		if (log_path != NULL) {
+			bench_bad("%s", cause);
+			goto out;
+		}
+		log_warning = xasprintf("no unit records are kept: %s "
+		    "(--log PATH or --no-log)", cause);
+		free(cause);
+		cause = NULL;
+	}
 
 	status = 1;
 	b.reg = reg_new();
 	b.sim_units = sc.units;
 	b.params.set = b.set;
-	b.params.after = LOADER_AFTER_REBOOT;
+	b.params.after = b.jf.has_after ? b.jf.after : LOADER_AFTER_REBOOT;
+	b.params.retries = b.jf.retries;
 	if ((b.wake_fd = job_wake_open()) < 0) {
 		bench_bad("eventfd: %s", strerror(-b.wake_fd));
 		goto out;
@@ -964,7 +1148,7 @@ bench_main(int argc, char **argv)
 		goto out;
 	}
 
-	name = bench_image_name(b.set, argc == 0);
+	name = bench_image_name(b.set, argc == 0 && job_path == NULL);
 	if (sc.units > 0)
 		mode = xasprintf("%u simulated units, %s profile", sc.units,
 		    emu_profile_name(sc.profile));
@@ -984,6 +1168,13 @@ bench_main(int argc, char **argv)
 	info.sha256 = b.set->sha256hex;
 	info.simulate = sc.units;
 	info.mode = mode;
+	if (job_path != NULL) {
+		(void)util_sanitize(job_name, sizeof(job_name), b.jf.name[0] !=
+		    '\0' ? b.jf.name : "job", strlen(b.jf.name[0] != '\0' ?
+		    b.jf.name : "job"));
+		info.job_name = job_name;
+		info.locked = b.locked;
+	}
 	b.ui = ui_new(&info);
 	ui_set_detail(b.ui, bench_detail_cb, &b);
 	if (b.trace != NULL)
@@ -994,6 +1185,9 @@ bench_main(int argc, char **argv)
 		goto out;
 	}
 	ui_up = 1;
+
+	if (log_warning != NULL)
+		bench_warn(&b, util_now_ms(), "%s", log_warning);
 
 	/* Auto-flash: on by default when simulating, off on a real bench. */
 	if (auto_on == -1)
@@ -1012,6 +1206,7 @@ bench_main(int argc, char **argv)
 	}
 
 	sig = bench_loop(&b);
+	b.interrupted = sig != 0 || b.quit;
 	bench_cancel_all(&b);
 	simfleet_free(b.sf);
 	b.sf = NULL;
@@ -1053,6 +1248,10 @@ out:
 		bench_trace(&b, "exit", status, NULL);
 		fclose(b.trace);
 	}
+	flog_close(b.flog);
+	free(log_warning);
+	jobfile_argv_free(job_argv);
+	jobfile_free(&b.jf);
 	image_free(b.set);
 	free(faults);
 	free(matches);

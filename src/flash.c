@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "chip.h"
+#include "backup.h"
 #include "flash.h"
 #include "flog.h"
 #include "image.h"
@@ -56,6 +57,8 @@ struct flash_port {
 	int		 told_identity;
 	int		 told_end;
 	int		 recorded;	/* its unit record is written */
+	struct xport	 xp;		/* opened and locked up front */
+	int		 xp_open;	/* xp not yet taken by the job */
 };
 
 struct flash_ctx {
@@ -85,8 +88,11 @@ static const struct option flash_options[] = {
 	{ "jobs", required_argument, NULL, 'j' },
 	{ "json", no_argument, NULL, 'J' },
 	{ "log", required_argument, NULL, 'L' },
+	{ "no-backup", no_argument, NULL, 'K' },
 	{ "no-log", no_argument, NULL, 'N' },
 	{ "port", required_argument, NULL, 'p' },
+	{ "repeat", required_argument, NULL, 'R' },
+	{ "retries", required_argument, NULL, 'r' },
 	{ "stub", required_argument, NULL, 'S' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -102,8 +108,9 @@ flash_usage(FILE *f)
 	    "[--after reboot|stay]\n"
 	    "                      [--boot-wait SECONDS] [--stub FILE] [--json] "
 	    "[--force]\n"
-	    "                      [--chip CHIP (default esp32s2)]\n"
-	    "                      [--log PATH | --no-log] "
+	    "                      [--chip CHIP (default esp32s2)] "
+	    "[--repeat N] [--retries N]\n"
+	    "                      [--log PATH | --no-log] [--no-backup] "
 	    "(IMAGE | OFFSET FILE...)\n");
 }
 
@@ -224,6 +231,81 @@ flash_check_ports(char **paths, size_t n, int json)
 	}
 	free(st);
 	return (bad ? -EINVAL : 0);
+}
+
+/* Before a --repeat round: forget the last round's jobs and reports. */
+static void
+flash_round_reset(struct flash_ctx *ctx)
+{
+	struct flash_port	*fp;
+	size_t			 i;
+
+	for (i = 0; i < ctx->nports; i++) {
+		fp = &ctx->ports[i];
+		job_free(fp->job);
+		fp->job = NULL;
+		free(fp->start_error);
+		fp->start_error = NULL;
+		fp->started = fp->told_identity = fp->told_end = 0;
+		fp->recorded = 0;
+		fp->last_gen = (unsigned)-1;
+		fp->last_bytes = fp->last_line = 0;
+	}
+	ctx->rows_drawn = 0;
+	ctx->dirty = 1;
+}
+
+/*
+ * Open and lock every port before any job starts, so that a port in use
+ * or out of reach is bad input and no unit is written.  -EINVAL after
+ * naming each port that failed.
+ */
+static int
+flash_open_ports(struct flash_ctx *ctx, int json)
+{
+	struct flash_port	*fp;
+	char			*cause;
+	size_t			 i;
+	int			 bad = 0;
+
+	for (i = 0; i < ctx->nports; i++) {
+		fp = &ctx->ports[i];
+		cause = NULL;
+		xport_init(&fp->xp, -1);
+		if (xport_open(&fp->xp, fp->path, &cause) != 0) {
+			flash_bad(json, "%s", cause != NULL ? cause :
+			    "cannot open");
+			free(cause);
+			bad = 1;
+			continue;
+		}
+		fp->xp_open = 1;
+	}
+	return (bad ? -EINVAL : 0);
+}
+
+/*
+ * job_params.open_cb: a job's first open takes the transport opened up
+ * front (only that job's thread touches its entry); later opens, after a
+ * re-enumeration, open the path again.
+ */
+static int
+flash_open_cb(void *arg, struct xport *xp, const char *port, char **cause)
+{
+	struct flash_ctx	*ctx = arg;
+	int			 cancel_fd = xp->cancel_fd;
+	size_t			 i;
+
+	for (i = 0; i < ctx->nports; i++) {
+		if (!ctx->ports[i].xp_open || strcmp(ctx->ports[i].path,
+		    port) != 0)
+			continue;
+		*xp = ctx->ports[i].xp;
+		xp->cancel_fd = cancel_fd;
+		ctx->ports[i].xp_open = 0;
+		return (0);
+	}
+	return (xport_open(xp, port, cause));
 }
 
 /*
@@ -874,7 +956,10 @@ flash_main(int argc, char **argv)
 	size_t			 npaths = 0, i;
 	long			 v;
 	int			 ch, status = FLASH_EXIT_USAGE, force = 0;
-	int			 json = 0, no_log = 0;
+	unsigned		 repeat = 1, round;
+	enum loader_after	 after;
+	int			 json = 0, no_log = 0, no_backup = 0;
+	struct backup_params	 bp;
 	const char		*log_path = NULL;
 	struct loader_stub	 stub;
 	const char		*stub_path = NULL;
@@ -884,6 +969,7 @@ flash_main(int argc, char **argv)
 	memset(&stub, 0, sizeof(stub));
 	target = chip_by_id(CHIP_ESP32S2);
 	params.after = LOADER_AFTER_REBOOT;
+	params.retries = 2;	/* issue 5: recovers transient faults */
 	ctx.wake_fd = -1;
 	optind = 1;
 	opterr = 0;
@@ -963,6 +1049,27 @@ flash_main(int argc, char **argv)
 			break;
 		case 'N':
 			no_log = 1;
+			break;
+		case 'K':
+			no_backup = 1;
+			break;
+		case 'r':
+			if ((v = flash_number(optarg, 0, 10)) == -1) {
+				flash_bad(json, "--retries takes a number of "
+				    "attempts after a transient failure, 0 to "
+				    "10, not \"%s\"", optarg);
+				goto usage;
+			}
+			params.retries = (unsigned)v;
+			break;
+		case 'R':
+			if ((v = flash_number(optarg, 1, 1000000)) == -1) {
+				flash_bad(json, "--repeat takes a number of "
+				    "rounds from 1 to 1000000, not \"%s\"",
+				    optarg);
+				goto usage;
+			}
+			repeat = (unsigned)v;
 			break;
 		case 'p':
 			paths = xrealloc(paths, (npaths + 1) * sizeof(*paths));
@@ -1047,22 +1154,55 @@ flash_main(int argc, char **argv)
 		status = 1;
 		goto out;
 	}
+	after = params.after;
 	params.set = ctx.set;
 	params.force = force;
+	params.open_cb = flash_open_cb;
+	params.open_arg = &ctx;
+	/* Keep the settings the image is about to overwrite. */
+	memset(&bp, 0, sizeof(bp));
+	bp.set = ctx.set;
+	if (!no_backup && params.stub == NULL) {
+		params.before_write = backup_hook;
+		params.before_write_arg = &bp;
+	} else if (!no_backup && !json)
+		fprintf(stderr, "espfleet flash: warning: --stub: the "
+		    "settings are not backed up first (the stub cannot read "
+		    "flash as the backup does); run espfleet backup before, "
+		    "or give --no-backup\n");
 	ctx.ports = xcalloc(npaths, sizeof(*ctx.ports));
-	for (i = 0; i < npaths; i++) {
+	for (i = 0; i < npaths; i++)
 		ctx.ports[i].path = paths[i];
-		ctx.ports[i].job = job_new(paths[i], &params, ctx.wake_fd);
-		ctx.ports[i].last_gen = (unsigned)-1;
+	if (flash_open_ports(&ctx, json) != 0) {
+		flash_signals(0);
+		goto out;
 	}
 	flash_names(&ctx);
-	flash_announce(&ctx);
-	if (flash_loop(&ctx) != 0)
-		flash_interrupt(&ctx);
-	for (i = 0; i < ctx.nports; i++)
-		job_join(ctx.ports[i].job);
-	flash_record(&ctx);
-	status = flash_summary(&ctx);
+	for (round = 1; round <= repeat; round++) {
+		/*
+		 * --repeat: every round but the last leaves the units in
+		 * download mode (--after stay) for the next one.
+		 */
+		params.after = round < repeat ? LOADER_AFTER_STAY : after;
+		flash_round_reset(&ctx);
+		for (i = 0; i < npaths; i++)
+			ctx.ports[i].job = job_new(paths[i], &params,
+			    ctx.wake_fd);
+		flash_announce(&ctx);
+		if (flash_loop(&ctx) != 0)
+			flash_interrupt(&ctx);
+		for (i = 0; i < ctx.nports; i++)
+			job_join(ctx.ports[i].job);
+		flash_record(&ctx);
+		status = flash_summary(&ctx);
+		if (repeat > 1 && !json)
+			printf("round %u/%u: %s\n", round, repeat,
+			    status == 0 ? "every unit verified" :
+			    "not every unit verified; stopping");
+		fflush(stdout);
+		if (status != 0)
+			break;
+	}
 	flash_signals(0);
 	goto out;
 
@@ -1071,7 +1211,10 @@ usage:
 	status = FLASH_EXIT_USAGE;
 out:
 	for (i = 0; ctx.ports != NULL && i < ctx.nports; i++) {
-		job_free(ctx.ports[i].job);
+		if (ctx.ports[i].xp_open)
+			xport_close(&ctx.ports[i].xp);
+		if (ctx.ports[i].job != NULL)
+			job_free(ctx.ports[i].job);
 		free(ctx.ports[i].name);
 		free(ctx.ports[i].start_error);
 	}

@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -24,6 +25,9 @@
 #include "loader.h"
 #include "transport.h"
 #include "util.h"
+
+/* How long a port that went away may take to come back (--retries). */
+#define JOB_REAPPEAR_MS	5000
 
 struct job {
 	char			*port;
@@ -365,16 +369,21 @@ job_check_unit(struct job *j, struct loader *l, char **cause)
 	return (0);
 }
 
-/* Reopen through the job's own open hook (the kind stays unknown). */
+/* Reopen through the job's own open hook; the kind from its USB ids. */
 static int
 job_reopen_cb(void *arg, struct xport *xp, const char *path,
     enum chip_usb_kind *kind, char **cause)
 {
 	struct job	*j = arg;
+	uint16_t	 vid, pid;
+	int		 error;
 
 	(void)path;
 	*kind = USB_KIND_UNKNOWN;
-	return (j->params.open_cb(j->params.open_arg, xp, j->port, cause));
+	error = j->params.open_cb(j->params.open_arg, xp, j->port, cause);
+	if (error == 0 && xport_usb_id(xp, &vid, &pid) == 0)
+		*kind = chip_usb_classify(vid, pid);
+	return (error);
 }
 
 /* After the reboot: how sure are we the new firmware runs? */
@@ -404,6 +413,121 @@ job_boot_check(struct job *j, struct loader *l)
 	job_wake(j);
 }
 
+/* The consumer's step before erasing (settings backup); ends the job on
+ * failure, before anything is written. */
+static int
+job_before_write(struct job *j, struct loader *l)
+{
+	struct job_progress	 p;
+	char			*cause = NULL;
+	int			 error;
+
+	job_get(j, &p);
+	error = j->params.before_write(j->params.before_write_arg, l, &p,
+	    &cause);
+	if (error != 0) {
+		job_end(j, error, cause != NULL ? cause : strerror(-error));
+		free(cause);
+	}
+	return (error);
+}
+
+/* Set up a loader over xp with the job's hooks and tunables. */
+static void
+job_loader_init(struct job *j, struct loader *l, struct xport *xp)
+{
+	loader_init(l, xp);
+	l->progress = job_progress_cb;
+	l->progress_arg = j;
+	l->before = j->params.before;
+	l->port_kind = j->params.port_kind;
+	l->baud_cb = j->params.baud_cb;
+	l->baud_arg = j->params.baud_arg;
+	if (j->params.open_cb != NULL) {
+		l->reopen = job_reopen_cb;
+		l->reopen_arg = j;
+	}
+}
+
+/*
+ * Is a failed region worth another attempt (--retries)?  Transient: a
+ * timeout, a lost or damaged reply, the port gone (re-enumerated), a ROM
+ * checksum error.  An MD5 mismatch once (flash can be flaky; a fault that
+ * persists fails again).  Refusals and cancellation never.
+ */
+static int
+job_transient(const struct loader *l, int error, unsigned *md5_tries)
+{
+	if (error == -ETIMEDOUT || error == -ENODEV || error == -EBADMSG)
+		return (1);
+	if (error == -EPROTO && l->last_status != 0 &&
+	    l->last_error == PROTO_E_CRC)
+		return (1);
+	if (error == -EIO && (*md5_tries)++ == 0)
+		return (1);
+	return (0);
+}
+
+/*
+ * Before another attempt: close the port, open the same path again (it
+ * may be re-enumerating: wait for it up to JOB_REAPPEAR_MS), connect,
+ * identify and attach as the first time.  0, or -errno with *cause.
+ */
+static int
+job_reconnect(struct job *j, struct loader *l, struct xport *xp,
+    char **cause)
+{
+	struct pollfd	pfd;
+	uint64_t	deadline;
+	unsigned	retries = l->retries;
+	char		*why = NULL;
+	int		error;
+
+	loader_free(l);
+	xport_close(xp);
+	job_phase(j, JOB_PH_OPENING);
+	deadline = util_now_ms() + JOB_REAPPEAR_MS;
+	for (;;) {
+		xport_init(xp, j->cancel_fd);
+		if (j->params.open_cb != NULL)
+			error = j->params.open_cb(j->params.open_arg, xp,
+			    j->port, &why);
+		else
+			error = xport_open(xp, j->port, &why);
+		if (error == 0)
+			break;
+		if (util_ms_left(deadline) == 0 || error == -EBUSY ||
+		    error == -EACCES) {
+			*cause = xasprintf("reconnecting: %s", why != NULL ?
+			    why : strerror(-error));
+			free(why);
+			return (error);
+		}
+		free(why);
+		why = NULL;
+		/* Wait for the port to come back, or for a cancel. */
+		pfd.fd = j->cancel_fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, j->cancel_fd != -1 ? 1 : 0, 100) > 0 ||
+		    atomic_load(&j->cancelled)) {
+			*cause = xstrdup("cancelled");
+			return (-ECANCELED);
+		}
+	}
+	job_loader_init(j, l, xp);
+	l->retries = retries;
+	job_phase(j, JOB_PH_CONNECTING);
+	if ((error = loader_connect(l)) == 0 &&
+	    (error = loader_detect(l)) == 0 &&
+	    (j->params.stub == NULL ||
+	    (error = loader_run_stub(l, j->params.stub)) == 0) &&
+	    (error = loader_attach(l)) == 0)
+		error = loader_set_baud(l, j->params.baud);
+	if (error != 0)
+		*cause = xasprintf("reconnecting: %s", loader_cause(l));
+	return (error);
+}
+
 /* Everything one unit goes through, on the worker thread. */
 static void *
 job_main(void *arg)
@@ -411,8 +535,9 @@ job_main(void *arg)
 	struct job	*j = arg;
 	struct xport	 xp;
 	struct loader	 l;
-	char		*cause = NULL, note[160];
+	char		*cause = NULL, *why = NULL, note[160], msg[640];
 	size_t		 i;
+	unsigned	 attempts = 1, md5_tries = 0;
 	int		 error;
 
 	pthread_mutex_lock(&j->mtx);
@@ -433,17 +558,7 @@ job_main(void *arg)
 		free(cause);
 		return (NULL);
 	}
-	loader_init(&l, &xp);
-	l.progress = job_progress_cb;
-	l.progress_arg = j;
-	l.before = j->params.before;
-	l.port_kind = j->params.port_kind;
-	l.baud_cb = j->params.baud_cb;
-	l.baud_arg = j->params.baud_arg;
-	if (j->params.open_cb != NULL) {
-		l.reopen = job_reopen_cb;
-		l.reopen_arg = j;
-	}
+	job_loader_init(j, &l, &xp);
 
 	job_phase(j, JOB_PH_CONNECTING);
 	error = loader_connect(&l);
@@ -501,14 +616,34 @@ job_main(void *arg)
 	}
 	if ((error = loader_set_baud(&l, j->params.baud)) != 0)
 		goto fail;
+	if (j->params.before_write != NULL &&
+	    job_before_write(j, &l) != 0)
+		goto out;
 
 	for (i = 0; i < j->nregions; i++) {
 		pthread_mutex_lock(&j->mtx);
 		j->prog.region = (unsigned)i;
 		pthread_mutex_unlock(&j->mtx);
 		if ((error = loader_write(&l, &j->regions[i])) != 0 ||
-		    (error = loader_verify(&l, &j->regions[i])) != 0)
-			goto fail;
+		    (error = loader_verify(&l, &j->regions[i])) != 0) {
+			/* --retries: reconnect and write this region again. */
+			if (attempts > j->params.retries ||
+			    !job_transient(&l, error, &md5_tries))
+				goto fail;
+			attempts++;
+			free(why);
+			why = xstrdup(loader_cause(&l));
+			if ((error = job_reconnect(j, &l, &xp, &cause)) != 0) {
+				snprintf(msg, sizeof(msg), "gave up after %u "
+				    "attempts: %s (the attempt before: %s)",
+				    attempts, cause, why);
+				job_end(j, error, msg);
+				free(cause);
+				goto out;
+			}
+			i--;
+			continue;
+		}
 		j->region_base += j->regions[i].len;
 	}
 	/* A stub answers FLASH_DEFL_END(1) once everything is written. */
@@ -536,8 +671,14 @@ job_main(void *arg)
 	goto out;
 
 fail:
-	job_end(j, error, loader_cause(&l));
+	if (attempts > 1) {
+		snprintf(msg, sizeof(msg), "gave up after %u attempts: %s",
+		    attempts, loader_cause(&l));
+		job_end(j, error, msg);
+	} else
+		job_end(j, error, loader_cause(&l));
 out:
+	free(why);
 	loader_free(&l);
 	xport_close(&xp);
 	return (NULL);

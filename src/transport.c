@@ -233,7 +233,35 @@ xport_lock_holder(dev_t dev, ino_t ino)
 	return (found);
 }
 
-/* Another process with the character device rdev open, from /proc; -1. */
+/*
+ * Does fd N of a process (dir is its /proc/PID/fd), a /dev/ptmx, hold the
+ * master of pseudo-terminal number index?  Its fdinfo says ("tty-index:").
+ */
+static int
+xport_is_master(const char *dir, const char *fd, int index)
+{
+	FILE	*f;
+	char	 path[64 + 256 + 16], line[128];
+	int	 n, found = 0;
+
+	snprintf(path, sizeof(path), "%sinfo/%s", dir, fd);
+	if ((f = fopen(path, "r")) == NULL)
+		return (0);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "tty-index: %d", &n) == 1 && n == index) {
+			found = 1;
+			break;
+		}
+	}
+	fclose(f);
+	return (found);
+}
+
+/*
+ * Another process with the character device rdev open, from /proc; -1.
+ * A process that also holds the pseudo-terminal's master is the device
+ * itself (an emulator keeping its end alive), not a competing user.
+ */
 static pid_t
 xport_open_holder(dev_t rdev)
 {
@@ -244,27 +272,41 @@ xport_open_holder(dev_t rdev)
 	char		*end;
 	long		 pid;
 	pid_t		 found = -1;
+	int		 pts = -1, has, owns;
 
+	/* Unix98 ptys: majors 136-143, 256 minors each. */
+	if (major(rdev) >= 136 && major(rdev) <= 143)
+		pts = (int)((major(rdev) - 136) * 256 + minor(rdev));
 	if ((proc = opendir("/proc")) == NULL)
 		return (-1);
 	while (found == -1 && (pe = readdir(proc)) != NULL) {
 		pid = strtol(pe->d_name, &end, 10);
-		if (*end != '\0' || pid <= 0 || pid == (long)getpid())
+		/*
+		 * Not us, nor the process that started us: a script that
+		 * keeps the port open (and passed it down) is no rival.
+		 */
+		if (*end != '\0' || pid <= 0 || pid == (long)getpid() ||
+		    pid == (long)getppid())
 			continue;
 		snprintf(dir, sizeof(dir), "/proc/%ld/fd", pid);
 		if ((fds = opendir(dir)) == NULL)
 			continue;	/* gone, or not ours to see */
+		has = owns = 0;
 		while ((fe = readdir(fds)) != NULL) {
 			if (fe->d_name[0] == '.')
 				continue;
 			snprintf(link, sizeof(link), "%s/%s", dir, fe->d_name);
-			if (stat(link, &st) == 0 && S_ISCHR(st.st_mode) &&
-			    st.st_rdev == rdev) {
-				found = (pid_t)pid;
-				break;
-			}
+			if (stat(link, &st) != 0 || !S_ISCHR(st.st_mode))
+				continue;
+			if (st.st_rdev == rdev)
+				has = 1;
+			else if (pts != -1 && st.st_rdev == makedev(5, 2) &&
+			    xport_is_master(dir, fe->d_name, pts))
+				owns = 1;
 		}
 		closedir(fds);
+		if (has && !owns)
+			found = (pid_t)pid;
 	}
 	closedir(proc);
 	return (found);
@@ -354,6 +396,37 @@ xport_denied(const char *path, int error, char **cause)
 	return (-error);
 }
 
+/*
+ * Refuse a port another program has open without a lock: the replies
+ * would be split between us.  -EBUSY naming it, or 0.
+ */
+static int
+xport_unlocked_user(int fd, const char *path, char **cause)
+{
+	struct stat	 st;
+	pid_t		 pid;
+	FILE		*f;
+	char		 file[64], comm[64], safe[64];
+	size_t		 n = 0;
+
+	if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode) ||
+	    (pid = xport_open_holder(st.st_rdev)) == -1)
+		return (0);
+	snprintf(file, sizeof(file), "/proc/%ld/comm", (long)pid);
+	if ((f = fopen(file, "r")) != NULL) {
+		n = fread(comm, 1, sizeof(comm) - 1, f);
+		fclose(f);
+		while (n > 0 && (comm[n - 1] == '\n' || comm[n - 1] == '\0'))
+			n--;
+	}
+	/* The command name is chosen by that program: untrusted. */
+	util_sanitize(safe, sizeof(safe), n > 0 ? comm : "a program",
+	    n > 0 ? n : strlen("a program"));
+	*cause = xasprintf("%s is in use by %s (pid %ld): close it first",
+	    path, safe, (long)pid);
+	return (-EBUSY);
+}
+
 /* Open path for I/O, never as a controlling terminal, and flock it. */
 static int
 xport_open_locked(const char *path, int *fdp, int need_tty, char **cause)
@@ -385,6 +458,11 @@ xport_open_locked(const char *path, int *fdp, int need_tty, char **cause)
 		*cause = xasprintf("%s: cannot lock: %s", path,
 		    strerror(error));
 		return (-error);
+	}
+	/* A program that reads the port without locking it (cat, screen). */
+	if ((error = xport_unlocked_user(fd, path, cause)) != 0) {
+		close(fd);
+		return (error);
 	}
 	*fdp = fd;
 	return (0);

@@ -84,6 +84,7 @@ struct ui {
 	char		*image_name;
 	char		*sha256;
 	char		*mode;
+	char		*job_name;
 
 	SCREEN		*screen;
 	int		 started;
@@ -412,6 +413,9 @@ ui_new(const struct ui_info *info)
 	    info->image_name : "");
 	ui->sha256 = xstrdup(info->sha256 != NULL ? info->sha256 : "");
 	ui->mode = info->mode != NULL ? xstrdup(info->mode) : NULL;
+	ui->job_name = info->job_name != NULL ? xstrdup(info->job_name) :
+	    NULL;
+	ui->info.job_name = ui->job_name;
 	ui->info.image_name = ui->image_name;
 	ui->info.sha256 = ui->sha256;
 	ui->info.mode = ui->mode;
@@ -430,6 +434,7 @@ ui_free(struct ui *ui)
 	free(ui->image_name);
 	free(ui->sha256);
 	free(ui->mode);
+	free(ui->job_name);
 	free(ui->sel);
 	free(ui->lc);
 	free(ui->slow);
@@ -1236,8 +1241,14 @@ ui_draw_head(struct ui *ui, const struct reg *reg)
 	int			 w = ui->cols;
 
 	ui_size(ui->info.image_size, size, sizeof(size));
-	snprintf(left, sizeof(left), " %s  %s  sha256 %.12s", ui->image_name,
-	    size, ui->sha256);
+	/* A job file's name (it stands for its images) and lock. */
+	if (ui->job_name != NULL)
+		snprintf(left, sizeof(left), " %s%s  %s  sha256 %.12s",
+		    ui->job_name, ui->info.locked ? "  LOCKED" : "", size,
+		    ui->sha256);
+	else
+		snprintf(left, sizeof(left), " %s  %s  sha256 %.12s",
+		    ui->image_name, size, ui->sha256);
 	snprintf(right, sizeof(right), "%s%s ",
 	    ui->info.simulate > 0 ? "SIMULATED  " : "",
 	    reg_get_auto(reg) ? "AUTO" : "manual");

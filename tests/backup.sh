@@ -73,16 +73,18 @@ head -c "$NVS_LEN" /dev/urandom >"$tmp/nvs2.bin"
     [ ! -e "$macdir" ]
 ok $? "a blank unit: its erased settings are not kept"
 "$ESPF" flash --port "$port" --after stay --no-log "$FACTORY" \
-    >"$tmp/out" 2>&1 &&
-    "$ESPF" flash --port "$port" --after stay --no-log 0x9000 "$tmp/nvs.bin" \
-    0xe000 "$tmp/otadata.bin" >"$tmp/out" 2>&1
-ok $? "factory image, then known nvs and otadata written"
+    >"$tmp/out" 2>&1 && [ ! -e "$macdir" ]
+ok $? "flashing a blank unit keeps no backup of its erased settings"
+"$ESPF" flash --port "$port" --after stay --no-log --no-backup 0x9000 \
+    "$tmp/nvs.bin" 0xe000 "$tmp/otadata.bin" >"$tmp/out" 2>&1 &&
+    [ ! -e "$macdir" ]
+ok $? "known nvs and otadata written; --no-backup keeps none"
 
-"$ESPF" backup --port "$port" --after stay "$FACTORY" >"$tmp/out" 2>&1
-ok $? "backup with the factory image's partition table" ||
+# "espfleet flash" keeps the settings before the factory image erases them.
+"$ESPF" flash --port "$port" --after stay --no-log "$FACTORY" \
+    >"$tmp/out" 2>&1
+ok $? "flash the factory image over them (with the backup)" ||
     sed 's/^/#   /' "$tmp/out"
-grep -q "28672 bytes read in" "$tmp/out"
-ok $? "it read nvs and otadata: 28672 bytes"
 set -- "$macdir"/*.json
 first=$(basename "$1" .json)
 [ $# -eq 1 ] && [ -f "$1" ]
@@ -108,9 +110,7 @@ modes=$(stat -c %a "$macdir"/* | sort -u | tr '\n' ' ')
     [ "$(stat -c %a "$XDG_STATE_HOME/espfleet/backups")" = 700 ]
 ok $? "backup files 0600 ($modes), directories 0700"
 
-# The factory image overwrites the settings...
-"$ESPF" flash --port "$port" --after stay --no-log "$FACTORY" \
-    >"$tmp/out" 2>&1
+# The factory image overwrote the settings...
 ! region "$flash" "$NVS" "$NVS_LEN" "$tmp/nvs.bin"
 ok $? "the factory image overwrote nvs"
 cp "$flash" "$tmp/factory-state.bin"
@@ -126,8 +126,8 @@ rest_same "$flash" "$tmp/factory-state.bin"
 ok $? "the rest of the flash is untouched"
 
 # Wipe: nvs and otadata only, after keeping them.
-"$ESPF" flash --port "$port" --after stay --no-log 0x9000 "$tmp/nvs2.bin" \
-    >"$tmp/out" 2>&1
+"$ESPF" flash --port "$port" --after stay --no-log --no-backup 0x9000 \
+    "$tmp/nvs2.bin" >"$tmp/out" 2>&1
 cp "$flash" "$tmp/before-wipe.bin"
 "$ESPF" wipe --port "$port" --after stay >"$tmp/out" 2>&1
 ok $? "wipe" || sed 's/^/#   /' "$tmp/out"

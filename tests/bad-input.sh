@@ -220,7 +220,6 @@ if [ "$(id -u)" = 0 ]; then
 fi
 if [ "$(id -u)" != 0 ] || [ -n "$asuser" ]; then
 	case_ "permission denied" "tty0.*(ermission|access)" \
-	    "a port that cannot be opened fails its job: exit 1" \
 	    -- $asuser $ESPF flash --after stay --port "$P0" \
 	    0x10000 "$tmp/data.bin"
 else
@@ -269,7 +268,6 @@ if flock --help 2>&1 | grep -q -e --no-fork; then
 		sleep 0.1	# until flock(1) holds the lock
 	done
 	case_ "port held by another process" "tty1.*(in use|busy|locked)" \
-	    "a held port fails its own job only: exit 1, the other is written" \
 	    -- $F 0x10000 "$tmp/data.bin"
 	kill "$holder" 2>/dev/null
 	wait "$holder" 2>/dev/null

@@ -6,8 +6,8 @@
 # reason; never a false "verified", never a run past the deadline computed
 # from esptool's timeout table, never a crash; the units without a fault
 # all verify.  Transient faults (a dropped reply, a corrupt byte, a ROM
-# checksum error, a re-enumeration) must be recovered by the retries; the
-# ones espfleet cannot recover yet (it has no --retries) are TODO.
+# checksum error, a re-enumeration) must be recovered by the retries
+# (--retries, default 2); a persistent one still fails.
 #
 # Environment: FM_SEED (default: from the clock; printed), FM_RUNS (at
 # least this many runs; more until every kind ran once), FM_MAXF (faulted
@@ -414,19 +414,17 @@ summary() {
 # block (unit 2) and, if the simulator has it, a re-enumeration in the
 # middle of the write (unit 3).  The issue asks for a retry
 # count (default 2) that recovers them; with --retries the test uses it.
-retries=""
-if "$ESPF" flash --retries 2 --help >/dev/null 2>&1; then
-	retries="--retries 2"
-else
-	diag "espfleet flash has no --retries option (job-level retries)"
-fi
+retries="--retries 2"
+"$ESPF" flash --retries 2 --help >/dev/null 2>&1
+ok $? "espfleet flash takes --retries N"
 d="$tmp/transient"
 mkdir -p "$d"
 reenum=""
 case " $KINDS " in
 *" reenum "*) reenum="--fault unit=3,kind=reenum,op=FLASH_DEFL_DATA,at=10";;
 esac
-"$SIM" --units 4 --dir "$d" --profile fast --seed "$SEED" $reenum \
+"$SIM" --units 5 --dir "$d" --profile fast --seed "$SEED" $reenum \
+    --fault unit=4,kind=rom-error,code=0x07,op=FLASH_DEFL_DATA,at=3,count=9 \
     --fault unit=0,kind=drop-reply,op=FLASH_DEFL_DATA,at=5 \
     --fault unit=1,kind=corrupt,at=1000 \
     --fault unit=2,kind=rom-error,code=0x07,op=FLASH_DEFL_DATA,at=3 \
@@ -438,7 +436,8 @@ while ! grep -q '^ready' "$d.simout" 2>/dev/null && [ $n -lt 300 ]; do
 	sleep 0.1	# polling for "ready", not a wait for an event
 done
 timeout -k 5 40 "$ESPF" flash $retries --port "$d/tty0" --port "$d/tty1" \
-    --port "$d/tty2" --port "$d/tty3" --after stay 0x10000 "$tmp/img.bin" \
+    --port "$d/tty2" --port "$d/tty3" --port "$d/tty4" --after stay \
+    0x10000 "$tmp/img.bin" \
     >"$d.out" 2>&1
 rc=$?
 kill "$(cat "$tmp/transient.simpid")" 2>/dev/null
@@ -449,19 +448,8 @@ transient_ok() {
 	grep -q "^tty$1: verified (" "$d.out" &&
 	    cmp -s -i "$OFFSET:0" -n $IMGLEN "$d/flash$1.bin" "$tmp/img.bin"
 }
-# todo_ok STATUS DESC REASON: a check for a reported product bug; a
-# failure is "not ok ... # TODO REASON" while REASON holds.
-todo_ok() {
-	if [ "$1" -eq 0 ]; then
-		ok 0 "$2"
-	else
-		tap_n=$((tap_n + 1))
-		echo "not ok $tap_n - $2 # TODO $3"
-	fi
-}
 transient_ok 2
 ok $? "a ROM checksum error (0x07) on one block is sent again: verified"
-why="no --retries: a re-enumeration fails the unit"
 # The block retry recovers these two (the ROM's "bad parameter" answer to
 # a block it took before is understood), with or without --retries.
 transient_ok 0
@@ -470,14 +458,12 @@ transient_ok 1
 ok $? "one corrupt reply byte is retried: verified"
 if [ -n "$reenum" ]; then
 	transient_ok 3
-	st=$?
-	if [ -z "$retries" ]; then
-		todo_ok $st "a re-enumeration mid-write is retried: verified" \
-		    "$why"
-	else
-		ok $st "a re-enumeration mid-write is retried: verified"
-	fi
+	ok $? "a re-enumeration mid-write is retried: verified"
 fi
+# A checksum error on every try of a block: 3 block tries, 3 attempts.
+re="^tty4: failed: gave up after 3 attempts: FLASH_DEFL_DATA block"
+grep -q -E "$re [0-9]+/57 .*ROM status 0x07" "$d.out"
+ok $? "a persistent fault still fails, naming the 3 attempts"
 
 if [ "${FM_SUMMARY:-0}" = 1 ]; then
 	summary

@@ -144,6 +144,7 @@ if "$ESPF" flash --repeat 2 --help >/dev/null 2>&1; then
 		ports="$ports --port $tmp/u/tty$k"
 		k=$((k + 1))
 	done
+	: >"$tmp/h.out"	# exists before the first sample
 	"$ESPF" flash --repeat $ROUNDS --after stay $ports 0x10000 \
 	    "$tmp/data.bin" >"$tmp/h.out" 2>&1 &
 	hpid=$!

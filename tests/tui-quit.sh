@@ -5,7 +5,8 @@
 # does the same without asking and ends with status 143.
 . "$top_srcdir/tests/tui-common.sh"
 
-tui_start 80 24 -- --simulate 2 --profile realistic --fault none
+tui_start 80 24 -- --simulate 2 --profile realistic --fault none \
+    --log "$tui_tmp/quit.jsonl"
 wait_re "writing .* ([1-9]|[1-9][0-9])%" 120
 ok $? "a job is writing"
 
@@ -42,13 +43,21 @@ ok $? "the terminal modes are what they were before"
 flags=$(tui_tmux display -p -t t '#{alternate_on} #{cursor_flag}')
 [ "$flags" = "0 1" ]
 ok $? "alternate screen off and cursor visible again ($flags)"
+# interrupted_only FILE: records exist and every one says interrupted.
+interrupted_only() {
+	_n=$(grep -c '"result":"interrupted"' "$1" 2>/dev/null)
+	[ "${_n:-0}" -ge 1 ] && [ "$_n" -eq "$(wc -l <"$1")" ]
+}
+interrupted_only "$tui_tmp/quit.jsonl"
+ok $? "the unit records of jobs cancelled by quitting say interrupted"
 tui_release
 
 # SIGTERM: the handler only wakes the loop, which cancels and cleans up.
 tui_tmux kill-server >/dev/null 2>&1
 rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold" "$tui_tmp/stty."*
 tui_sock="espf$$b"
-tui_start 80 24 -- --simulate 2 --profile realistic --fault none
+tui_start 80 24 -- --simulate 2 --profile realistic --fault none \
+    --log "$tui_tmp/term.jsonl"
 wait_re "writing .* ([1-9]|[1-9][0-9])%" 120
 ok $? "a job is writing again"
 shell=$(tui_tmux display -p -t t '#{pane_pid}')
@@ -67,6 +76,8 @@ ok $? "the terminal modes are restored after SIGTERM"
 flags=$(tui_tmux display -p -t t '#{alternate_on} #{cursor_flag}')
 [ "$flags" = "0 1" ]
 ok $? "main screen and cursor are back after SIGTERM ($flags)"
+interrupted_only "$tui_tmp/term.jsonl"
+ok $? "the unit records of jobs ended by SIGTERM say interrupted"
 tui_release
 
 done_testing

@@ -7,8 +7,10 @@
 
 tui_altscreen=off
 
-# With --fault none: "4 done" in the header, status 0.
-tui_start 80 24 -- --simulate 4 --profile fast --fault none --exit-when-done
+# With --fault none: "4 done" in the header, status 0.  The unit records
+# go to the default place, under $XDG_STATE_HOME.
+tui_start 80 24 XDG_STATE_HOME=$tui_tmp/state -- \
+    --simulate 4 --profile fast --fault none --exit-when-done
 wait_for "SIMULATED" 20
 ok $? "the header says SIMULATED"
 wait_re " 4 ports +0 active +4 done +0 failed" 60
@@ -24,6 +26,13 @@ tui_snap | grep -q "^4 done, 0 failed$"
 ok $? "the summary after the screen says 4 done, 0 failed"
 tui_snap | grep -q "AUTO"
 ok $? "auto-flash is armed by default in --simulate"
+log="$tui_tmp/state/espfleet/units.jsonl"
+n=$(grep -c '"result":"verified"' "$log" 2>/dev/null)
+[ "$(wc -l <"$log" 2>/dev/null)" -eq 4 ] && [ "$n" = 4 ]
+ok $? "the default record file has 4 lines, each verified ($n)"
+n=$(grep -c '"location":"[^"]' "$log" 2>/dev/null)
+[ "$n" = 4 ]
+ok $? "every record names its physical location ($n)"
 [ "$tui_status" = 0 ] || tui_diag
 
 tui_tmux kill-server >/dev/null 2>&1
@@ -49,6 +58,7 @@ rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
 tui_sock="espf$$c"
 
 tui_start 80 24 -- --simulate 4 --profile fast --exit-when-done \
+    --log "$tui_tmp/fault.jsonl" \
     --fault unit=1,kind=bitflip,op=FLASH_DEFL_DATA,count=0
 wait_re " 4 ports +0 active +3 done +1 failed" 60
 ok $? "with a lasting fault the header ends at 3 done, 1 failed"
@@ -60,6 +70,36 @@ tui_snap | grep -E -q "^ +[1-4] tty[0-3] .* failed: MD5 of flash does"
 ok $? "the failed row gives its reason (MD5 mismatch)"
 tui_snap | grep -q "^3 done, 1 failed$"
 ok $? "the summary says 3 done, 1 failed"
+log="$tui_tmp/fault.jsonl"
+n=$(grep -c '"result":"verified"' "$log" 2>/dev/null)
+[ "$(wc -l <"$log" 2>/dev/null)" -eq 4 ] && [ "$n" = 3 ]
+ok $? "--log FILE has 4 records, 3 verified ($n)"
+grep '"result":"failed"' "$log" 2>/dev/null | grep -q '"reason":"[^"]*MD5'
+ok $? "the failed unit's record gives the MD5 reason"
 [ "$tui_status" = 1 ] || tui_diag
+
+tui_tmux kill-server >/dev/null 2>&1
+rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
+tui_sock="espf$$d"
+
+# The default record file cannot be made (its directory would be under a
+# regular file): a warning in the message line and the event log, and
+# the unit is still flashed.
+: >"$tui_tmp/notadir"
+tui_start 80 24 XDG_STATE_HOME=$tui_tmp/notadir -- \
+    --simulate 1 --profile fast --fault none --no-auto
+wait_for "no unit records are kept" 20
+ok $? "the message line warns that no unit records are kept"
+wait_re " 1 port +0 active" 20 && tui_keys f
+wait_re " 1 port +0 active +1 done +0 failed" 60
+ok $? "the unit is flashed all the same"
+tui_keys l
+wait_re "^ +[0-9.]+ +warning: no unit records are kept: .*notadir" 20
+ok $? "the event log has the warning"
+tui_keys q q
+wait_exit 30
+[ "$tui_status" = 0 ]
+ok $? "exit status 0 (got $tui_status)"
+[ "$tui_status" = 0 ] || tui_diag
 
 done_testing
