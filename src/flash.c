@@ -285,24 +285,20 @@ flash_open_ports(struct flash_ctx *ctx, int json)
 }
 
 /*
- * job_params.open_cb: a job's first open takes the transport opened up
- * front (only that job's thread touches its entry); later opens, after a
- * re-enumeration, open the path again.
+ * job_params.open_cb, with the job's own port entry as its argument (so a
+ * worker touches no other entry): the first open takes the transport
+ * opened up front; later opens, after a re-enumeration, open the path.
  */
 static int
 flash_open_cb(void *arg, struct xport *xp, const char *port, char **cause)
 {
-	struct flash_ctx	*ctx = arg;
+	struct flash_port	*fp = arg;
 	int			 cancel_fd = xp->cancel_fd;
-	size_t			 i;
 
-	for (i = 0; i < ctx->nports; i++) {
-		if (!ctx->ports[i].xp_open || strcmp(ctx->ports[i].path,
-		    port) != 0)
-			continue;
-		*xp = ctx->ports[i].xp;
+	if (fp->xp_open && strcmp(fp->path, port) == 0) {
+		*xp = fp->xp;
 		xp->cancel_fd = cancel_fd;
-		ctx->ports[i].xp_open = 0;
+		fp->xp_open = 0;
 		return (0);
 	}
 	return (xport_open(xp, port, cause));
@@ -1158,7 +1154,6 @@ flash_main(int argc, char **argv)
 	params.set = ctx.set;
 	params.force = force;
 	params.open_cb = flash_open_cb;
-	params.open_arg = &ctx;
 	/* Keep the settings the image is about to overwrite. */
 	memset(&bp, 0, sizeof(bp));
 	bp.set = ctx.set;
@@ -1185,9 +1180,11 @@ flash_main(int argc, char **argv)
 		 */
 		params.after = round < repeat ? LOADER_AFTER_STAY : after;
 		flash_round_reset(&ctx);
-		for (i = 0; i < npaths; i++)
+		for (i = 0; i < npaths; i++) {
+			params.open_arg = &ctx.ports[i];
 			ctx.ports[i].job = job_new(paths[i], &params,
 			    ctx.wake_fd);
+		}
 		flash_announce(&ctx);
 		if (flash_loop(&ctx) != 0)
 			flash_interrupt(&ctx);
