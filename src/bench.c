@@ -1182,6 +1182,7 @@ bench_main(int argc, char **argv)
 	bench_trace(&b, "start", 0, NULL);
 	if (ui_start(b.ui, &cause) != 0) {
 		bench_bad("%s", cause);
+		status = BENCH_EXIT_USAGE;
 		goto out;
 	}
 	ui_up = 1;

@@ -31,6 +31,8 @@
 #define UI_HEAD_LINES	3	/* title, counts, column headings */
 #define UI_FOOT_LINES	2	/* message, keys */
 #define UI_TEXT_MAX	1024	/* one screen line, in bytes */
+#define UI_START_COLS	60	/* smallest terminal the bench starts in; */
+#define UI_START_LINES	16	/* later it shrinks down to UI_MIN_* */
 #define UI_KEY_MAX	(UI_TEXT_MAX + 260)	/* what a drawn line was */
 
 enum ui_view {
@@ -554,6 +556,8 @@ ui_colors(struct ui *ui)
 	ui->color = 1;
 }
 
+static void	ui_restore(struct ui *);
+
 /* Take the terminal. */
 int
 ui_start(struct ui *ui, char **cause)
@@ -586,6 +590,14 @@ ui_start(struct ui *ui, char **cause)
 	ui->started = 1;
 	ui_active = ui;
 	atexit(ui_atexit);
+	/* A window too small to show a fleet: say so instead of starting. */
+	if (COLS < UI_START_COLS || LINES < UI_START_LINES) {
+		*cause = xasprintf("the terminal is %dx%d, the bench needs at "
+		    "least %dx%d: enlarge the window, or use \"espfleet "
+		    "flash\"", COLS, LINES, UI_START_COLS, UI_START_LINES);
+		ui_restore(ui);
+		return (-EINVAL);
+	}
 	cbreak();
 	noecho();
 	nonl();
