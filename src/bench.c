@@ -37,6 +37,7 @@
 #include "jobfile.h"
 #include "registry.h"
 #include "sim.h"
+#include "sigwake.h"
 #include "simfleet.h"
 #include "transport.h"
 #include "ui.h"
@@ -45,8 +46,6 @@
 #define BENCH_EXIT_USAGE	2
 
 /* The signal handler's only state: a flag and the pipe's write end. */
-static volatile sig_atomic_t	bench_signalled;
-static int			bench_sigpipe[2] = { -1, -1 };
 
 /* A running flash job and what was last copied from it. */
 struct bench_job {
@@ -153,48 +152,6 @@ bench_number(const char *s, long long min, long long max)
 	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
 		return (-1);
 	return (v);
-}
-
-/* ============================== Signals =============================== */
-
-/* Async-signal-safe: note the signal and wake the loop. */
-static void
-bench_signal_cb(int sig)
-{
-	int	saved = errno;
-
-	bench_signalled = sig;
-	if (bench_sigpipe[1] != -1)
-		(void)write(bench_sigpipe[1], "", 1);
-	errno = saved;
-}
-
-/* Install (on) or remove (off) the SIGINT/SIGTERM/SIGHUP handlers. */
-static int
-bench_signals(int on)
-{
-	struct sigaction	sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	if (on) {
-		if (pipe2(bench_sigpipe, O_NONBLOCK | O_CLOEXEC) == -1)
-			return (-errno);
-		sa.sa_handler = bench_signal_cb;
-	} else
-		sa.sa_handler = SIG_DFL;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = on ? SIG_IGN : SIG_DFL;
-	sigaction(SIGPIPE, &sa, NULL);
-	if (!on) {
-		close(bench_sigpipe[0]);
-		close(bench_sigpipe[1]);
-		bench_sigpipe[0] = bench_sigpipe[1] = -1;
-	}
-	return (0);
 }
 
 /* =============================== Trace ================================ */
@@ -729,7 +686,6 @@ bench_loop(struct bench *b)
 	struct pollfd	 pfd[4];
 	enum ui_cmd	 cmd;
 	uint64_t	 now, next, due;
-	char		 buf[64];
 	int		 timeout, n;
 
 	for (;;) {
@@ -753,7 +709,7 @@ bench_loop(struct bench *b)
 			    60000);
 
 		pfd[0].fd = STDIN_FILENO;
-		pfd[1].fd = bench_sigpipe[0];
+		pfd[1].fd = sigwake_fd();
 		pfd[2].fd = b->wake_fd;
 		pfd[3].fd = b->hp != NULL ? hotplug_fd(b->hp) : -1;
 		for (n = 0; n < 4; n++) {
@@ -763,10 +719,9 @@ bench_loop(struct bench *b)
 		if (poll(pfd, 4, timeout) == -1 && errno != EINTR)
 			fatalx("poll: %s", strerror(errno));
 		if (pfd[1].revents & POLLIN)
-			while (read(bench_sigpipe[0], buf, sizeof(buf)) > 0)
-				;
-		if (bench_signalled)
-			return (bench_signalled);
+			(void)sigwake_drain();
+		if (sigwake_caught())
+			return (sigwake_caught());
 		now = util_now_ms();
 		/*
 		 * Keys, and also a resize: ncurses' SIGWINCH handler only sets
@@ -1143,7 +1098,7 @@ bench_main(int argc, char **argv)
 		bench_bad("eventfd: %s", strerror(-b.wake_fd));
 		goto out;
 	}
-	if (bench_signals(1) != 0) {
+	if (sigwake_install() != 0) {
 		bench_bad("pipe: %s", strerror(errno));
 		goto out;
 	}
@@ -1241,8 +1196,7 @@ out:
 	free(b.jobs);
 	free(b.rows);
 	reg_free(b.reg);
-	if (bench_sigpipe[0] != -1)
-		bench_signals(0);
+	sigwake_remove();
 	if (b.wake_fd >= 0)
 		close(b.wake_fd);
 	if (b.trace != NULL) {

@@ -30,6 +30,7 @@
 #include "flog.h"
 #include "image.h"
 #include "job.h"
+#include "sigwake.h"
 #include "transport.h"
 #include "util.h"
 
@@ -42,8 +43,6 @@
  * The signal handler's only state: a flag and the write end of the
  * self-pipe the poll loop watches.
  */
-static volatile sig_atomic_t	flash_signalled;
-static int			flash_sigpipe[2] = { -1, -1 };
 
 struct flash_port {
 	char		*path;		/* as given */
@@ -152,46 +151,6 @@ flash_number(const char *s, long min, long max)
 	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
 		return (-1);
 	return (v);
-}
-
-/* Async-signal-safe: note the signal and wake the poll loop. */
-static void
-flash_signal_cb(int sig)
-{
-	int	saved = errno;
-
-	flash_signalled = sig;
-	if (flash_sigpipe[1] != -1)
-		(void)write(flash_sigpipe[1], "", 1);
-	errno = saved;
-}
-
-/* Install (on) or remove (off) the SIGINT/SIGTERM/SIGHUP handlers. */
-static int
-flash_signals(int on)
-{
-	struct sigaction	sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	if (on) {
-		if (pipe2(flash_sigpipe, O_NONBLOCK | O_CLOEXEC) == -1)
-			return (-errno);
-		sa.sa_handler = flash_signal_cb;
-	} else
-		sa.sa_handler = SIG_DFL;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = on ? SIG_IGN : SIG_DFL;
-	sigaction(SIGPIPE, &sa, NULL);
-	if (!on) {
-		close(flash_sigpipe[0]);
-		close(flash_sigpipe[1]);
-		flash_sigpipe[0] = flash_sigpipe[1] = -1;
-	}
-	return (0);
 }
 
 /* ============================ validation ============================== */
@@ -813,7 +772,6 @@ static int
 flash_loop(struct flash_ctx *ctx)
 {
 	struct pollfd	pfd[2];
-	char		buf[64];
 	int		timeout;
 
 	for (;;) {
@@ -824,19 +782,16 @@ flash_loop(struct flash_ctx *ctx)
 			break;
 		pfd[0].fd = ctx->wake_fd;
 		pfd[0].events = POLLIN;
-		pfd[1].fd = flash_sigpipe[0];
+		pfd[1].fd = sigwake_fd();
 		pfd[1].events = POLLIN;
 		pfd[0].revents = pfd[1].revents = 0;
 		/* Wake in time for throttled lines and redraws. */
 		timeout = ctx->live ? FLASH_DRAW_MS : FLASH_LINE_MS;
 		if (poll(pfd, 2, timeout) == -1 && errno != EINTR)
 			return (-errno);
-		if (pfd[1].revents & POLLIN) {
-			while (read(flash_sigpipe[0], buf, sizeof(buf)) > 0)
-				;
+		if ((pfd[1].revents & POLLIN) && sigwake_drain() != 0)
 			flash_interrupt(ctx);
-		}
-		if (flash_signalled)
+		if (sigwake_caught())
 			flash_interrupt(ctx);
 		if (pfd[0].revents & POLLIN)
 			job_wake_drain(ctx->wake_fd);
@@ -894,7 +849,7 @@ flash_summary(struct flash_ctx *ctx)
 			printf("%s: %s\n", fp->name, text);
 	}
 	if (ctx->interrupted)
-		status = flash_signalled > 0 ? 128 + flash_signalled :
+		status = sigwake_caught() > 0 ? 128 + sigwake_caught() :
 		    FLASH_EXIT_INTR;	/* the shell's 128 + signal number */
 	else
 		status = verified == ctx->nports && bootfail == 0 ? 0 : 1;
@@ -1145,7 +1100,7 @@ flash_main(int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	if (flash_signals(1) != 0) {
+	if (sigwake_install() != 0) {
 		flash_bad(json, "pipe: %s", strerror(errno));
 		status = 1;
 		goto out;
@@ -1169,7 +1124,7 @@ flash_main(int argc, char **argv)
 	for (i = 0; i < npaths; i++)
 		ctx.ports[i].path = paths[i];
 	if (flash_open_ports(&ctx, json) != 0) {
-		flash_signals(0);
+		sigwake_remove();
 		goto out;
 	}
 	flash_names(&ctx);
@@ -1200,7 +1155,7 @@ flash_main(int argc, char **argv)
 		if (status != 0)
 			break;
 	}
-	flash_signals(0);
+	sigwake_remove();
 	goto out;
 
 usage:
