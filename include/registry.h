@@ -30,7 +30,10 @@
  *   gone       unplugged while a job owned it
  *
  * Removals and re-adds within the grace time (REG_GRACE_MS) of a job's
- * end are taken as the unit rebooting, not as a new unit.
+ * end are taken as the unit rebooting, not as a new unit; unless the job
+ * saw its reset through (the port went and came back while verifying or
+ * rebooting): then the next removal is the technician unplugging it, and
+ * the row clears at once for the next unit.
  */
 #ifndef ESPF_REGISTRY_H
 #define ESPF_REGISTRY_H
@@ -154,6 +157,9 @@ struct reg_counts {
 	unsigned	 failed;
 	unsigned	 gone;
 	unsigned	 unknown;	/* present unknown devices */
+	/* The whole session, units since unplugged included: */
+	unsigned	 jobs_done;	/* jobs that ended verified */
+	unsigned	 jobs_failed;	/* ... in error, cancelled or gone */
 };
 
 #define REG_FLASH_FORCE	0x1	/* reg_flash(): allow an unknown device */

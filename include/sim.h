@@ -49,6 +49,7 @@ struct sim_unit_stats {
 	int			 boot_ok;	/* last boot found a valid app */
 	int			 force_download; /* FORCE_DOWNLOAD_BOOT */
 	int			 stub;		/* the flasher stub answers */
+	unsigned		 replaced;	/* units swapped in (sim_replace) */
 	char			 boot_line[160]; /* emu_boot_line(), raw */
 };
 
@@ -65,7 +66,7 @@ unsigned	 sim_units(const struct sim *);
 /* "DIR/ttyK" and "DIR/flashK.bin" as built from the configured DIR. */
 const char	*sim_tty(const struct sim *, unsigned);
 const char	*sim_flash_path(const struct sim *, unsigned);
-void		 sim_mac(const struct sim *, unsigned, uint8_t mac[6]);
+void		 sim_mac(struct sim *, unsigned, uint8_t mac[6]);
 /* The MAC of unit k for a seed (7c:df:a1 and 24 bits from seed + k). */
 void		 sim_mac_for(uint64_t seed, unsigned k, uint8_t mac[6]);
 
@@ -81,6 +82,16 @@ void		 sim_request_stats(struct sim *);
  */
 void		 sim_press_boot_rst(struct sim *, unsigned);
 void		 sim_press_rst(struct sim *, unsigned);
+/*
+ * The technician swaps unit k for a new one (any thread, async-signal-
+ * safe): the port goes, and a unit with a new MAC and blank flash comes
+ * in download mode; with app, its flash holds sim_set_app()'s image and
+ * it arrives running it.  The slot's faults stay (a bad cable or port).
+ * sim_unit_stats().replaced counts the swaps done.
+ */
+void		 sim_replace(struct sim *, unsigned, int app);
+/* The image new units arriving in their app hold; before sim_start(). */
+void		 sim_set_app(struct sim *, const uint8_t *, size_t);
 /* Run sim_run() in its own thread (all signals blocked there). */
 int		 sim_start(struct sim *, char **cause);
 /* Stop and join the thread of sim_start(); returns sim_run()'s result. */

@@ -48,6 +48,10 @@ struct simfleet_config {
 	const struct emu_fault	*faults;	/* SIMFLEET_FAULT_GIVEN */
 	size_t			 nfaults;
 	const char		*dir;		/* for the ptys; created */
+	unsigned		 total;		/* > units: the technician swaps
+						   each finished unit for a new
+						   one until this many units
+						   have been plugged in */
 };
 
 struct simfleet;
@@ -74,6 +78,16 @@ uint64_t	 simfleet_tick(struct simfleet *, uint64_t now);
  */
 int		 simfleet_boot(struct simfleet *, const char *location,
 		     uint64_t now, char **cause);
+/*
+ * The unit at location finished (its row went done or failed).  With
+ * config.total, the simulated technician looks, unplugs it and plugs a
+ * new unit in its place (new MAC, blank flash or an app to replace, as
+ * at the start), until total units have come.
+ */
+void		 simfleet_finished(struct simfleet *, const char *location,
+		     uint64_t now);
+/* Units plugged in so far (swaps included). */
+unsigned	 simfleet_plugged(const struct simfleet *);
 /* Units not yet arrived or between a removal and its return. */
 unsigned	 simfleet_pending(const struct simfleet *);
 unsigned	 simfleet_units(const struct simfleet *);

@@ -44,6 +44,7 @@
 #include "util.h"
 
 #define BENCH_EXIT_USAGE	2
+#define BENCH_TOTAL_MAX		1000000	/* --total */
 
 /* The signal handler's only state: a flag and the pipe's write end. */
 
@@ -107,6 +108,7 @@ static const struct option bench_options[] = {
 	{ "profile", required_argument, NULL, 'P' },
 	{ "seed", required_argument, NULL, 's' },
 	{ "simulate", required_argument, NULL, 'S' },
+	{ "total", required_argument, NULL, 't' },
 	{ "trace", required_argument, NULL, 'T' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -124,7 +126,8 @@ bench_usage(FILE *f)
 	    "[--seed N]\n"
 	    "                [--fault SPEC | --fault none] "
 	    "[--exit-when-done] [--no-auto]\n"
-	    "                [--trace FILE] [IMAGE | OFFSET FILE...]\n");
+	    "                [--total N] [--trace FILE] "
+	    "[IMAGE | OFFSET FILE...]\n");
 }
 
 /* A usage or input problem, said plainly. */
@@ -488,6 +491,16 @@ bench_boot_check(struct bench *b, struct job_progress *p)
 	    "no boot report");
 }
 
+/* Tell the simulated technician a unit finished (--total). */
+static void
+bench_sim_finished(struct bench *b, int row, uint64_t now)
+{
+	const struct port_info	*pi;
+
+	if (b->sf != NULL && (pi = reg_row_port(b->reg, row)) != NULL)
+		simfleet_finished(b->sf, pi->location, now);
+}
+
 /* Copy one job's snapshot into the registry; 1 when the job ended. */
 static int
 bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
@@ -531,6 +544,7 @@ bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
 	case JOB_ST_VERIFIED:
 		reg_job_done(b->reg, bj->row, now);
 		bench_trace(b, "done", bj->row + 1, NULL);
+		bench_sim_finished(b, bj->row, now);
 		break;
 	case JOB_ST_FAILED:
 	case JOB_ST_CANCELLED:
@@ -542,6 +556,9 @@ bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
 			r->error[0] = '\0';
 		snprintf(text, sizeof(text), "%s", job_state_name(p.state));
 		bench_trace(b, "failed", bj->row + 1, text);
+		/* A unit the technician cancelled stays for them. */
+		if (p.state == JOB_ST_FAILED)
+			bench_sim_finished(b, bj->row, now);
 		break;
 	default:
 		return (0);
@@ -770,6 +787,9 @@ bench_summary(struct bench *b)
 			    s.t_started != 0 ? t : "");
 	}
 	printf("%u done, %u failed\n", c.done, c.failed);
+	if (c.jobs_done + c.jobs_failed > c.done + c.failed)
+		printf("this session: %u verified, %u failed (units unplugged "
+		    "since included)\n", c.jobs_done, c.jobs_failed);
 	fflush(stdout);
 	return (c.failed > 0 ? 1 : 0);
 }
@@ -992,6 +1012,17 @@ bench_main(int argc, char **argv)
 			}
 			sc.units = (unsigned)v;
 			break;
+		case 't':
+			if ((v = bench_number(optarg, 1, BENCH_TOTAL_MAX)) <
+			    0) {
+				bench_bad("--total takes a number of units from "
+				    "1 to %d, not \"%s\"", BENCH_TOTAL_MAX,
+				    optarg);
+				goto usage;
+			}
+			sc.total = (unsigned)v;
+			sim_only = 1;
+			break;
 		case 'T':
 			trace_path = optarg;
 			break;
@@ -1003,8 +1034,13 @@ bench_main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	if (sc.units == 0 && sim_only) {
-		bench_bad("--exit-when-done, --fault, --profile and --seed "
-		    "only apply to --simulate N");
+		bench_bad("--exit-when-done, --fault, --profile, --seed and "
+		    "--total only apply to --simulate N");
+		goto usage;
+	}
+	if (sc.total != 0 && sc.total < sc.units) {
+		bench_bad("--total %u is fewer units than the %u simulated "
+		    "slots: give at least %u", sc.total, sc.units, sc.units);
 		goto usage;
 	}
 	for (i = 0; i < nfaults; i++) {

@@ -203,6 +203,11 @@ struct reg_row {
 	uint64_t	 t_progress;	/* last progress report */
 	uint64_t	 t_end;		/* job ended (or cancelled) */
 	uint64_t	 t_removed;	/* port last removed */
+	uint64_t	 t_final;	/* the job reached verifying (or
+					   further): its reset may come */
+	int		 reset_back;	/* gone and back since t_final: the
+					   reset is through, nothing to
+					   settle */
 	char		 reason[REG_REASON_MAX];
 	unsigned	 attempts;
 	int		 moved_from;
@@ -231,6 +236,8 @@ struct reg {
 	uint64_t	 grace;
 	uint64_t	 gen;
 	int		 last_rule;
+	unsigned	 jobs_done;	/* jobs ended this session */
+	unsigned	 jobs_failed;
 
 	struct reg_action *acts;
 	size_t		 nacts;
@@ -573,6 +580,8 @@ reg_row_forget(struct reg_row *r)
 	memset(r->mac, 0, sizeof r->mac);
 	r->bytes_done = r->bytes_total = r->bytes_w0 = 0;
 	r->t_start = r->t_write = r->t_progress = r->t_end = 0;
+	r->t_final = 0;
+	r->reset_back = 0;
 	r->reason[0] = '\0';
 	r->attempts = 0;
 	r->moved_from = 0;
@@ -591,8 +600,12 @@ reg_conditions(const struct reg *reg, const struct reg_row *r, int force,
 	c |= r->job_active ? G_JOB : G_NOJOB;
 	c |= (r->t_removed != 0 && now - r->t_removed < reg->grace) ?
 	    G_BACK : G_NOTBACK;
-	c |= (r->t_end != 0 && now - r->t_end < reg->grace) ?
-	    G_SETTLING : G_SETTLED;
+	/*
+	 * After a job, a removal may still be the unit's own reset; not once
+	 * the job saw that reset through: then it is the technician's hand.
+	 */
+	c |= (r->t_end != 0 && now - r->t_end < reg->grace &&
+	    !r->reset_back) ? G_SETTLING : G_SETTLED;
 	c |= r->present ? G_PRESENT : G_ABSENT;
 	switch (r->port.kind) {
 	case USB_KIND_S2_ROM:
@@ -611,6 +624,14 @@ reg_conditions(const struct reg *reg, const struct reg_row *r, int force,
 		break;
 	}
 	return (c);
+}
+
+/* A port was added (of whatever kind). */
+static int
+reg_event_is_add(int ev)
+{
+	return (ev == REG_EV_ADD_ROM || ev == REG_EV_ADD_APP ||
+	    ev == REG_EV_ADD_OTHER);
 }
 
 /* Carry out a rule on a row. */
@@ -642,15 +663,23 @@ reg_apply(struct reg *reg, int row, const struct reg_rule *rule,
 		r->reason[0] = '\0';
 		r->t_end = now;
 	}
+	if (reg_event_is_add(rule->ev) && r->t_final != 0 &&
+	    r->t_removed >= r->t_final)
+		r->reset_back = 1;
 	if (rule->act == REG_ACT_START_JOB) {
 		r->job_active = 1;
 		r->attempts++;
 		r->t_start = now;
 		r->t_write = r->t_progress = r->t_end = 0;
+		r->t_final = 0;
+		r->reset_back = 0;
 		r->bytes_done = r->bytes_total = r->bytes_w0 = 0;
 		r->reason[0] = '\0';
 	}
 
+	if (r->t_final == 0 && (to == REG_ST_VERIFYING ||
+	    to == REG_ST_REBOOTING || to == REG_ST_DONE))
+		r->t_final = now;
 	r->state = to;
 	if (to == REG_ST_EMPTY)
 		reg_row_forget(r);
@@ -998,6 +1027,10 @@ reg_job_ended(struct reg *reg, int row, uint64_t now)
 		return;
 	r->job_active = 0;
 	r->job = NULL;
+	if (r->state == REG_ST_DONE)
+		reg->jobs_done++;
+	else
+		reg->jobs_failed++;
 	if (r->t_end == 0)
 		r->t_end = now;
 	reg_unit_note(reg, row);
@@ -1281,6 +1314,8 @@ reg_get_counts(const struct reg *reg, struct reg_counts *c)
 	int			 i;
 
 	memset(c, 0, sizeof *c);
+	c->jobs_done = reg->jobs_done;
+	c->jobs_failed = reg->jobs_failed;
 	for (i = 0; i < reg->nrows; i++) {
 		r = &reg->rows[i];
 		c->rows++;

@@ -51,7 +51,13 @@ struct sim_unit {
 	int			 linked;	/* DIR/ttyK is ours */
 	int			 gone;
 	uint64_t		 gen;		/* emu generation of this pty */
-	int			 press;		/* 'b' BOOT+RST, 'r' RST (atomic) */
+	uint64_t		 gen_base;	/* generations of units before */
+	struct emu_config	 ec;		/* to build a replacement */
+	struct emu_fault	*faults;	/* ec.faults: the slot's */
+	unsigned		 replaced;	/* units swapped in so far */
+	int			 press;		/* 'b' BOOT+RST, 'r' RST, 'n' new
+						   unit, 'a' new unit in its app
+						   (atomic) */
 	struct sim_unit_stats	 snap;		/* under sim.mtx */
 };
 
@@ -60,6 +66,10 @@ struct sim {
 	unsigned		 n;
 	char			*dir;
 	int			 wake[2];	/* self-pipe: 'q'uit, 's'tats */
+	uint64_t		 seed;
+	uint8_t			*app;		/* what a new unit's flash holds
+						   when it arrives in its app */
+	size_t			 app_len;
 	int			 stats_stderr;
 	unsigned		 stats_gen;
 	uint8_t			*rbuf;
@@ -132,6 +142,7 @@ sim_unit_free(struct sim_unit *u)
 		return;		/* never set up */
 	sim_unit_close(u);
 	emu_free(u->emu);
+	free(u->faults);
 	if (u->flash != NULL)
 		munmap(u->flash, u->flash_size);
 	free(u->tty);
@@ -247,7 +258,7 @@ sim_unit_new(struct sim *s, const struct sim_config *cfg, unsigned k,
 	if ((rc = sim_flash(u, cause)) != 0)
 		return (rc);
 
-	mine = xcalloc(cfg->nfaults + 1, sizeof(*mine));
+	mine = u->faults = xcalloc(cfg->nfaults + 1, sizeof(*mine));
 	for (i = 0; i < cfg->nfaults; i++)
 		if (cfg->faults[i].unit < 0 ||
 		    (unsigned)cfg->faults[i].unit == k)
@@ -267,8 +278,8 @@ sim_unit_new(struct sim *s, const struct sim_config *cfg, unsigned k,
 	ec.app_silent = cfg->silent != NULL ? cfg->silent[k] :
 	    cfg->app_silent;
 	ec.stub_model = 1;	/* esptool and esptool-js upload stubs */
+	u->ec = ec;
 	u->emu = emu_new(&ec, cause);
-	free(mine);
 	if (u->emu == NULL)
 		return (-EINVAL);
 	u->gen = emu_generation(u->emu);
@@ -315,6 +326,7 @@ sim_new(const struct sim_config *cfg, char **cause)
 	while (len > 1 && s->dir[len - 1] == '/')
 		s->dir[--len] = '\0';
 	s->stats_stderr = cfg->stats_stderr;
+	s->seed = cfg->seed;
 	s->rbuf = xmalloc(SIM_READ_BUF);
 	pthread_mutex_init(&s->mtx, NULL);
 	s->wake[0] = s->wake[1] = -1;
@@ -353,6 +365,7 @@ sim_free(struct sim *s)
 		close(s->wake[1]);
 	pthread_mutex_destroy(&s->mtx);
 	free(s->u);
+	free(s->app);
 	free(s->rbuf);
 	free(s->dir);
 	free(s);
@@ -379,11 +392,23 @@ sim_flash_path(const struct sim *s, unsigned k)
 	return (k < s->n ? s->u[k].flash_path : NULL);
 }
 
-/* MAC of unit k. */
+/* MAC of unit k (a replacement changes it, in the serving thread). */
 void
-sim_mac(const struct sim *s, unsigned k, uint8_t mac[6])
+sim_mac(struct sim *s, unsigned k, uint8_t mac[6])
 {
+	pthread_mutex_lock(&s->mtx);
 	memcpy(mac, s->u[k].mac, 6);
+	pthread_mutex_unlock(&s->mtx);
+}
+
+/* What new units arriving in their app hold in flash (copied). */
+void
+sim_set_app(struct sim *s, const uint8_t *img, size_t len)
+{
+	free(s->app);
+	s->app = xmalloc(len != 0 ? len : 1);
+	memcpy(s->app, img, len);
+	s->app_len = len;
 }
 
 /* Write one byte to the wake pipe; only async-signal-safe calls. */
@@ -445,6 +470,14 @@ sim_press_rst(struct sim *s, unsigned k)
 	sim_press(s, k, 'r');
 }
 
+/* Unplug unit k and plug a new one in its place. */
+void
+sim_replace(struct sim *s, unsigned k, int app)
+{
+	sim_press(s, k, app ? 'a' : 'n');
+}
+
+
 /*
  * The unit re-enumerated (reset on native USB, reenum fault): the old pty
  * goes away, as a USB port does, and a new one appears behind DIR/ttyK.
@@ -465,6 +498,44 @@ sim_unit_reenum(struct sim_unit *u)
 		free(cause);
 		sim_unit_gone(u);
 	}
+}
+
+/*
+ * Swap in a new unit (serving thread): a new MAC, blank flash (or the app
+ * image, booted), a new emulator with the slot's faults and a new pty.
+ */
+static void
+sim_unit_replace(struct sim *s, struct sim_unit *u, int app, uint64_t now)
+{
+	struct emu	*e;
+	char		*cause = NULL;
+	uint8_t		 mac[6];
+
+	sim_mac_for(s->seed, u->index + s->n * (u->replaced + 1), mac);
+	memcpy(u->ec.mac, mac, sizeof(mac));
+	u->ec.seed = sim_mix(u->ec.seed);
+	if ((e = emu_new(&u->ec, &cause)) == NULL) {
+		/* The config built the first unit: cannot happen. */
+		fprintf(stderr, "espfleet-sim: unit %u: %s\n", u->index,
+		    cause);
+		free(cause);
+		return;
+	}
+	u->gen_base += emu_generation(u->emu) + 1;
+	emu_free(u->emu);
+	u->emu = e;
+	memset(u->flash, 0xff, u->flash_size);
+	if (app && s->app != NULL) {
+		memcpy(u->flash, s->app, MINIMUM(s->app_len,
+		    (size_t)u->flash_size));
+		emu_press_rst(u->emu, now);
+	}
+	pthread_mutex_lock(&s->mtx);
+	memcpy(u->mac, mac, sizeof(mac));
+	u->replaced++;
+	pthread_mutex_unlock(&s->mtx);
+	u->gone = 0;
+	sim_unit_reenum(u);
 }
 
 /* Hand whatever the host wrote to the emulator. */
@@ -489,18 +560,24 @@ sim_unit_read(struct sim *s, struct sim_unit *u, uint64_t now)
 
 /* Move due reply bytes from the emulator to the pty. */
 static void
-sim_unit_pump(struct sim_unit *u, uint64_t now)
+sim_unit_pump(struct sim *s, struct sim_unit *u, uint64_t now)
 {
 	ssize_t	w;
 	char	what;
 
 	if ((what = (char)__atomic_exchange_n(&u->press, 0,
 	    __ATOMIC_ACQ_REL)) != 0) {
-		if (what == 'b')
+		if (what == 'n' || what == 'a')
+			sim_unit_replace(s, u, what == 'a', now);
+		else if (u->gone)
+			;	/* nothing to press on */
+		else if (what == 'b')
 			emu_press_boot_rst(u->emu, now);
 		else
 			emu_press_rst(u->emu, now);
 	}
+	if (u->gone)
+		return;
 	/* Resets due by now first: their output belongs to the new port. */
 	(void)emu_drain(u->emu, u->out, 0, now);
 	if (!u->gone && emu_generation(u->emu) != u->gen &&
@@ -533,7 +610,7 @@ sim_unit_snap(struct sim *s, struct sim_unit *u)
 
 	memset(&st, 0, sizeof(st));
 	emu_stats(u->emu, &st.emu);
-	st.generation = emu_generation(u->emu);
+	st.generation = u->gen_base + emu_generation(u->emu);
 	(void)emu_usb_id(u->emu, &st.vid, &st.pid);
 	st.boot_ok = emu_boot_ok(u->emu);
 	st.force_download = emu_force_download(u->emu);
@@ -544,6 +621,7 @@ sim_unit_snap(struct sim *s, struct sim_unit *u)
 	st.reason = emu_reason(u->emu);
 	st.gone = u->gone;
 	pthread_mutex_lock(&s->mtx);
+	st.replaced = u->replaced;
 	u->snap = st;
 	pthread_mutex_unlock(&s->mtx);
 }
@@ -703,9 +781,10 @@ sim_run(struct sim *s)
 		}
 		for (k = 0; k < s->n; k++) {
 			u = &s->u[k];
-			if (u->gone)
+			/* A gone unit still takes a replacement. */
+			if (u->gone && u->press == 0)
 				continue;
-			sim_unit_pump(u, now);
+			sim_unit_pump(s, u, now);
 			sim_unit_snap(s, u);
 		}
 	}

@@ -41,6 +41,8 @@ struct simfleet_unit {
 	uint64_t		 gen;		/* emulator generation reported */
 	uint64_t		 await_gen;	/* a press not yet applied: the
 						   generation it started from */
+	uint64_t		 t_swap;	/* the technician swaps it; 0 no */
+	unsigned		 want_replaced;	/* swaps asked of the emulator */
 	int			 arrive_app;
 	int			 faulty;
 	int			 present;
@@ -53,11 +55,15 @@ struct simfleet_times {
 	unsigned		 gap_min, gap_max;	/* between arrivals */
 	unsigned		 boot_min, boot_max;	/* BOOT+RST by itself */
 	unsigned		 reenum;	/* a reset's USB re-enumeration */
+	unsigned		 look_min, look_max;	/* done -> unplugged */
+	unsigned		 hand_min, hand_max;	/* -> next one plugged */
 };
 
 static const struct simfleet_times simfleet_times[EMU_PROFILE__MAX] = {
-	[EMU_PROFILE_FAST] = { 300, 100, 300, 1000, 1500, 50 },
-	[EMU_PROFILE_REALISTIC] = { 600, 500, 1500, 4000, 6000, 300 },
+	[EMU_PROFILE_FAST] = { 300, 100, 300, 1000, 1500, 50, 50, 150, 50,
+	    150 },
+	[EMU_PROFILE_REALISTIC] = { 600, 500, 1500, 4000, 6000, 300, 1000,
+	    3000, 1500, 4000 },
 };
 
 #define SIMFLEET_PRESS_MS	1000	/* a press not applied by then: go on */
@@ -66,6 +72,8 @@ struct simfleet {
 	struct sim		*sim;
 	struct simfleet_unit	*u;
 	unsigned		 n;
+	unsigned		 total;		/* units to plug in, swaps too */
+	unsigned		 plugged;	/* so far, swaps scheduled too */
 	const struct simfleet_times *times;
 	hotplug_cb		 cb;
 	void			*arg;
@@ -197,6 +205,24 @@ simfleet_preload(struct simfleet *sf, char **cause)
 	return (error);
 }
 
+/* New units that arrive running an app hold the demo image too. */
+static int
+simfleet_swap_app(struct simfleet *sf, char **cause)
+{
+	uint8_t	*img;
+	size_t	 len;
+	int	 error;
+
+	if ((error = demo_build(&img, &len)) != 0) {
+		*cause = xasprintf("cannot build the demo image for the "
+		    "simulated units' apps");
+		return (error);
+	}
+	sim_set_app(sf->sim, img, len);
+	free(img);
+	return (0);
+}
+
 /* Build the units and their ptys. */
 struct simfleet *
 simfleet_new(const struct simfleet_config *cfg, hotplug_cb cb, void *arg,
@@ -214,6 +240,8 @@ simfleet_new(const struct simfleet_config *cfg, hotplug_cb cb, void *arg,
 	}
 	sf = xcalloc(1, sizeof(*sf));
 	sf->n = cfg->units;
+	sf->total = MAXIMUM(cfg->total, cfg->units);
+	sf->plugged = sf->n;
 	sf->u = xcalloc(sf->n, sizeof(*sf->u));
 	sf->cb = cb;
 	sf->arg = arg;
@@ -265,6 +293,8 @@ simfleet_new(const struct simfleet_config *cfg, hotplug_cb cb, void *arg,
 	if ((sf->sim = sim_new(&sc, cause)) == NULL)
 		goto fail;
 	if (simfleet_preload(sf, cause) != 0)
+		goto fail;
+	if (sf->total > sf->n && simfleet_swap_app(sf, cause) != 0)
 		goto fail;
 	return (sf);
 
@@ -373,16 +403,23 @@ simfleet_add(struct simfleet *sf, unsigned k, const struct sim_unit_stats *st)
 	sf->cb(HOTPLUG_ADD, &u->pi, sf->arg);
 }
 
+/* Report unit k's port removed, if it was there. */
+static void
+simfleet_remove(struct simfleet *sf, struct simfleet_unit *u)
+{
+	if (u->present) {
+		u->present = 0;
+		sf->cb(HOTPLUG_REMOVE, &u->pi, sf->arg);
+	}
+}
+
 /* Report unit k's port gone; it comes back after the re-enumeration. */
 static void
 simfleet_away(struct simfleet *sf, unsigned k, uint64_t now)
 {
 	struct simfleet_unit	*u = &sf->u[k];
 
-	if (u->present) {
-		u->present = 0;
-		sf->cb(HOTPLUG_REMOVE, &u->pi, sf->arg);
-	}
+	simfleet_remove(sf, u);
 	u->st = SFU_AWAY;
 	u->t_away = now;
 	u->t_next = now + sf->times->reenum;
@@ -400,6 +437,25 @@ simfleet_press(struct simfleet *sf, unsigned k, uint64_t now)
 	simfleet_away(sf, k, now);
 }
 
+/*
+ * The technician unplugs unit k and plugs a new one in its place after a
+ * moment: download mode (BOOT held), or now and then one running an app.
+ */
+static void
+simfleet_swap(struct simfleet *sf, unsigned k, uint64_t now)
+{
+	struct simfleet_unit	*u = &sf->u[k];
+
+	simfleet_remove(sf, u);
+	u->arrive_app = simfleet_rand(sf) % 4 == 0;
+	u->t_swap = u->t_boot = u->await_gen = 0;
+	u->want_replaced++;
+	sim_replace(sf->sim, k, u->arrive_app);
+	u->st = SFU_ABSENT;
+	u->t_next = now + simfleet_between(sf, sf->times->hand_min,
+	    sf->times->hand_max);
+}
+
 /* Run one unit's due steps; returns when it next needs a look. */
 static uint64_t
 simfleet_unit_tick(struct simfleet *sf, unsigned k, uint64_t now)
@@ -407,16 +463,18 @@ simfleet_unit_tick(struct simfleet *sf, unsigned k, uint64_t now)
 	struct simfleet_unit	*u = &sf->u[k];
 	struct sim_unit_stats	 st;
 
+	if (u->t_swap != 0 && now >= u->t_swap)
+		simfleet_swap(sf, k, now);
 	if (u->st == SFU_UNPLUGGED)
-		return (UINT64_MAX);
+		return (u->t_swap != 0 ? u->t_swap : UINT64_MAX);
 	if (u->st != SFU_PRESENT && now < u->t_next)
 		return (u->t_next);
 	sim_unit_stats(sf->sim, k, &st);
+	/* A new unit not swapped in by the emulators' thread yet. */
+	if (st.replaced < u->want_replaced)
+		return (now + SIMFLEET_POLL_MS / 4);
 	if (st.gone || st.state == EMU_ST_UNPLUGGED) {
-		if (u->present) {
-			u->present = 0;
-			sf->cb(HOTPLUG_REMOVE, &u->pi, sf->arg);
-		}
+		simfleet_remove(sf, u);
 		u->st = SFU_UNPLUGGED;
 		return (UINT64_MAX);
 	}
@@ -456,6 +514,8 @@ simfleet_unit_tick(struct simfleet *sf, unsigned k, uint64_t now)
 	default:
 		break;
 	}
+	if (u->t_swap != 0)
+		return (MINIMUM(u->t_swap, now + SIMFLEET_POLL_MS));
 	if (u->t_boot != 0)
 		return (MINIMUM(u->t_boot, now + SIMFLEET_POLL_MS));
 	return (now + SIMFLEET_POLL_MS);
@@ -516,7 +576,31 @@ simfleet_boot(struct simfleet *sf, const char *location, uint64_t now,
 	return (0);
 }
 
-/* Units still to come or coming back, or waiting for their BOOT+RST. */
+/* A unit finished: with a total to reach, swap it after a look. */
+void
+simfleet_finished(struct simfleet *sf, const char *location, uint64_t now)
+{
+	int	k;
+
+	if ((k = simfleet_find(sf, location)) == -1 ||
+	    sf->plugged >= sf->total || sf->u[k].t_swap != 0)
+		return;
+	sf->plugged++;
+	sf->u[k].t_swap = now + simfleet_between(sf, sf->times->look_min,
+	    sf->times->look_max);
+}
+
+/* Units plugged in so far, the swaps already decided included. */
+unsigned
+simfleet_plugged(const struct simfleet *sf)
+{
+	return (sf->plugged);
+}
+
+/*
+ * Units still to come or coming back, waiting for their BOOT+RST, or
+ * about to be swapped.
+ */
 unsigned
 simfleet_pending(const struct simfleet *sf)
 {
@@ -524,7 +608,7 @@ simfleet_pending(const struct simfleet *sf)
 
 	for (k = 0; k < sf->n; k++) {
 		if (sf->u[k].st == SFU_ABSENT || sf->u[k].st == SFU_AWAY ||
-		    sf->u[k].t_boot != 0)
+		    sf->u[k].t_boot != 0 || sf->u[k].t_swap != 0)
 			n++;
 	}
 	return (n);

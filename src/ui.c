@@ -1283,6 +1283,11 @@ ui_draw_head(struct ui *ui, const struct reg *reg)
 	if (rc.gone > 0)
 		snprintf(left + strlen(left), sizeof(left) - strlen(left),
 		    "  %u gone", rc.gone);
+	/* Once finished units have been unplugged, the day's tally. */
+	if (rc.jobs_done + rc.jobs_failed > rc.done + rc.failed)
+		snprintf(left + strlen(left), sizeof(left) - strlen(left),
+		    "  session %u ok %u failed", rc.jobs_done,
+		    rc.jobs_failed);
 	snprintf(right, sizeof(right), "%s ", ui->mode != NULL ? ui->mode :
 	    "");
 	snprintf(line, sizeof(line), "%s|%s", left, right);

@@ -453,7 +453,8 @@ static const struct tcase cases[] = {
 	C(DONE, T_LATER, REMOVE, EMPTY, NONE, 0),
 	C(DONE, 0, FLASH, QUEUED, START, 1),
 	C(DONE, 0, JOB_DONE, DONE, -EINVAL, 1),
-	C(DONE_APP, 0, REMOVE, DONE, NONE, 0),
+	/* Back from its reset: the next removal is the technician's. */
+	C(DONE_APP, 0, REMOVE, EMPTY, NONE, 0),
 	C(DONE_APP, 0, FLASH, WAIT_DL, ENTER, 1),
 	C(DONE_ABSENT, 0, ADD_ROM, DONE, NONE, 1),
 	C(DONE_ABSENT, 0, ADD_APP, DONE, NONE, 1),
@@ -884,6 +885,66 @@ test_done_clears(void)
 	reg_free(reg);
 }
 
+/*
+ * A quick technician: the job saw the unit's reset through, so unplugging
+ * it right after "done" clears the row, and the next unit, plugged in at
+ * once, is flashed (no re-enumeration grace to wait out).
+ */
+static void
+test_quick_swap(void)
+{
+	struct reg		*reg = reg_new();
+	struct port_info	 rom, app;
+	struct reg_counts	 c;
+	int			 row, arow;
+
+	reg_set_auto(reg, 1, now);
+	rom = mkport(LOC, "/dev/ttyACM0", USB_KIND_S2_ROM);
+	is_int(reg_port_added(reg, &rom, now), REG_ACT_START_JOB,
+	    "quick swap: the first unit is queued");
+	row = reg_find(reg, LOC);
+	drain(reg);
+	reg_job_phase(reg, row, REG_ST_WRITING, 50, 100, now);
+	tick();
+	reg_job_phase(reg, row, REG_ST_REBOOTING, 100, 100, now);
+	reg_port_removed(reg, &rom, now);
+	tick();
+	app = mkport(LOC, "/dev/ttyACM1", USB_KIND_APP_CDC);
+	is_int(reg_port_added(reg, &app, now), REG_ACT_NONE,
+	    "the reset's return, while rebooting");
+	reg_job_done(reg, row, now);
+	drain(reg);
+	tick();
+	reg_port_removed(reg, &app, now);
+	is_int(reg_row_state(reg, row), REG_ST_EMPTY,
+	    "unplugged right after done: the row clears at once");
+	tick();
+	rom = mkport(LOC, "/dev/ttyACM2", USB_KIND_S2_ROM);
+	is_int(reg_port_added(reg, &rom, now), REG_ACT_START_JOB,
+	    "the next unit, plugged in at once, is queued");
+	is_int(next_act(reg, &arow), REG_ACT_START_JOB, "its job starts");
+	is_int(arow, row, "in the same slot");
+
+	/* The job may end before the hotplug event of the return arrives. */
+	reg_job_phase(reg, row, REG_ST_REBOOTING, 100, 100, now);
+	reg_port_removed(reg, &rom, now);
+	reg_job_done(reg, row, now);
+	tick();
+	app = mkport(LOC, "/dev/ttyACM3", USB_KIND_APP_CDC);
+	reg_port_added(reg, &app, now);
+	is_int(reg_row_state(reg, row), REG_ST_DONE,
+	    "a return after the job's end keeps the row done");
+	tick();
+	reg_port_removed(reg, &app, now);
+	is_int(reg_row_state(reg, row), REG_ST_EMPTY,
+	    "and the removal after it clears the row");
+	reg_get_counts(reg, &c);
+	tap_ok(c.done == 0 && c.jobs_done == 2 && c.jobs_failed == 0,
+	    "the session counts both units, unplugged since (%u done, %u "
+	    "jobs done, %u failed)", c.done, c.jobs_done, c.jobs_failed);
+	reg_free(reg);
+}
+
 /* Unplugged during a job: gone, the job told, and the reason kept. */
 static void
 test_gone(void)
@@ -1226,6 +1287,7 @@ main(void)
 	test_reenumeration();
 	test_mac();
 	test_done_clears();
+	test_quick_swap();
 	test_gone();
 	test_cancel();
 	test_auto();

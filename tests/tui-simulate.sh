@@ -102,4 +102,21 @@ wait_exit 30
 ok $? "exit status 0 (got $tui_status)"
 [ "$tui_status" = 0 ] || tui_diag
 
+tui_tmux kill-server >/dev/null 2>&1
+rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
+tui_sock="espf$$t"
+
+# --total: the simulated technician swaps each finished unit for a new
+# one; the slots clear at once (the job saw the reset through), so 10
+# units pass through 2 slots, and the session tally counts them all.
+tui_start 80 24 -- --simulate 2 --profile fast --fault none --total 10 \
+    --exit-when-done
+wait_re "session [0-9]+ ok 0 failed" 60
+ok $? "the header shows the session's tally once units were swapped"
+wait_exit 120
+ok $? "espfleet ended by itself after the last unit"
+tui_snap | grep -q "^this session: 10 verified, 0 failed"
+ok $? "the summary says this session: 10 verified, 0 failed"
+[ "$tui_status" = 0 ] || tui_diag
+
 done_testing
