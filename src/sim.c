@@ -782,7 +782,8 @@ sim_run(struct sim *s)
 		for (k = 0; k < s->n; k++) {
 			u = &s->u[k];
 			/* A gone unit still takes a replacement. */
-			if (u->gone && u->press == 0)
+			if (u->gone && __atomic_load_n(&u->press,
+			    __ATOMIC_ACQUIRE) == 0)
 				continue;
 			sim_unit_pump(s, u, now);
 			sim_unit_snap(s, u);
