@@ -66,7 +66,7 @@ head -c 65536 /dev/urandom >"$tmp/garbage.bin"
 printf 'X' | dd of="$tmp/garbage.bin" bs=1 seek=4096 conv=notrunc \
     2>/dev/null		# never 0xE9 at the bootloader offset
 head -c $((FLASH_LEN + 4096)) /dev/zero >"$tmp/big.bin"
-head -c 65536 /dev/urandom >"$tmp/data.bin"
+random_data 65536 >"$tmp/data.bin"
 echo "not a tty" >"$tmp/plain"
 
 # other_chip OUT: the factory image with its bootloader's chip id set to

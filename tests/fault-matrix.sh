@@ -49,7 +49,7 @@ diag "seed $SEED (rerun with FM_SEED=$SEED), runs >= $RUNS, up to" \
 # The image: 56 KiB of random bytes and 8 KiB of a pattern, at 0x10000.
 # Its content does not steer the faults (the compressed length, 57 blocks,
 # does not change); it is kept in the temporary directory only.
-head -c $((IMGLEN - 8192)) /dev/urandom >"$tmp/img.bin"
+random_data $((IMGLEN - 8192)) >"$tmp/img.bin"
 i=0
 while [ $i -lt 512 ]; do
 	printf 'espfleet-fault%02x' $((i % 256))

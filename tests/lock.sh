@@ -45,7 +45,7 @@ mkdir -p "$tmp/u"
     2>"$tmp/sim.err" &
 pids="$pids $!"
 wait_for "$tmp/sim.out" '^ready' 300 || { echo "Bail out! no sim"; exit 1; }
-head -c 131072 /dev/urandom >"$tmp/data.bin"
+random_data 131072 >"$tmp/data.bin"
 
 # now_ms: the monotonic-enough wall clock in ms.
 now_ms() {

@@ -123,7 +123,7 @@ done
 grep -q '^ready' "$tmp/sim.out"
 ok $? "espfleet-sim serves 4 units"
 mac3=$(sed -n 's/^unit 3 .* mac //p' "$tmp/sim.out")
-head -c 65536 /dev/urandom >"$tmp/data.bin"
+random_data 65536 >"$tmp/data.bin"
 ports="--port $tmp/u/tty0 --port $tmp/u/tty1 --port $tmp/u/tty2"
 ports="$ports --port $tmp/u/tty3"
 flog="$tmp/rec/units.jsonl"

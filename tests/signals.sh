@@ -53,7 +53,7 @@ mkdir -p "$tmp/u"
 pids="$pids $!"
 wait_n "$tmp/sim.out" '^ready' 1 300 || { echo "Bail out! no sim"; exit 1; }
 # 512 KiB that does not compress: about 17 s of writing per unit.
-head -c 524288 /dev/urandom >"$tmp/data.bin"
+random_data 524288 >"$tmp/data.bin"
 ports=""
 k=0
 while [ $k -lt $UNITS ]; do

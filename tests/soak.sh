@@ -152,7 +152,7 @@ if "$ESPF" flash --repeat 2 --help >/dev/null 2>&1; then
 		[ $n -gt 300 ] && { echo "Bail out! no sim"; exit 1; }
 		sleep 0.1	# polling for "ready"
 	done
-	head -c 262144 /dev/urandom >"$tmp/data.bin"
+	random_data 262144 >"$tmp/data.bin"
 	ports=""
 	k=0
 	while [ $k -lt $UNITS ]; do
