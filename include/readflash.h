@@ -1,8 +1,8 @@
 /*
- * Reading a unit's flash through the ROM: READ_FLASH_SLOW, 64 bytes a
- * command (PROTOCOL.md 2.1), on a loader that is connected and attached.
- * Kept apart from loader.c, with the loader's receive state, so that it
- * can move there as loader_read_flash_slow() without changing callers.
+ * Reading a unit's flash on a loader that is connected and attached:
+ * through the ROM, READ_FLASH_SLOW, 64 bytes a command (PROTOCOL.md 2.1);
+ * through a flasher stub, the streamed READ_FLASH with its MD5 (2.3).
+ * Kept apart from loader.c, sharing the loader's receive state.
  */
 #ifndef ESPF_READFLASH_H
 #define ESPF_READFLASH_H
@@ -19,5 +19,12 @@ struct loader;
  */
 int	readflash_slow(struct loader *, uint32_t addr, uint8_t *buf,
 	    size_t len, char **cause);
+/*
+ * Read len bytes of flash at addr with whatever runs on the unit: the
+ * stub's READ_FLASH, checked against its MD5, or READ_FLASH_SLOW.  0, or
+ * -errno with *cause set (-EBADMSG: a short packet or a wrong digest).
+ */
+int	readflash(struct loader *, uint32_t addr, uint8_t *buf, size_t len,
+	    char **cause);
 
 #endif

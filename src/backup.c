@@ -1,7 +1,8 @@
 /*
  * Settings backup, restore and wipe (backup.h).  The partitions come from
  * the image's partition table or the unit's own (read at 0x8000); the
- * bytes from READ_FLASH_SLOW (readflash.h); the writes through the same
+ * bytes from the ROM's READ_FLASH_SLOW or the stub's READ_FLASH
+ * (readflash.h); the writes through the same
  * loader_write/loader_verify path as "espfleet flash", from image sets
  * built with image_load_buffer (content checks off: settings are no ESP
  * image).  Backup files are never opened through a symbolic link.
@@ -252,7 +253,7 @@ backup_read_parts(struct loader *l, struct backup_set *bs, char **cause)
 
 	for (i = 0; i < bs->n; i++) {
 		bs->data[i] = xmalloc(bs->parts[i].size);
-		if ((error = readflash_slow(l, bs->parts[i].offset,
+		if ((error = readflash(l, bs->parts[i].offset,
 		    bs->data[i], bs->parts[i].size, cause)) != 0)
 			return (error);
 	}
@@ -347,7 +348,7 @@ backup_unit_parts(struct loader *l, struct backup_part *parts, size_t max,
 	int	 n;
 
 	tbl = xmalloc(IMAGE_PART_MAX_LEN);
-	if ((n = readflash_slow(l, IMAGE_PART_OFFSET, tbl, IMAGE_PART_MAX_LEN,
+	if ((n = readflash(l, IMAGE_PART_OFFSET, tbl, IMAGE_PART_MAX_LEN,
 	    cause)) == 0)
 		n = backup_find_parts(tbl, IMAGE_PART_MAX_LEN, parts, max,
 		    cause);

@@ -1112,14 +1112,10 @@ flash_main(int argc, char **argv)
 	/* Keep the settings the image is about to overwrite. */
 	memset(&bp, 0, sizeof(bp));
 	bp.set = ctx.set;
-	if (!no_backup && params.stub == NULL) {
+	if (!no_backup) {
 		params.before_write = backup_hook;
 		params.before_write_arg = &bp;
-	} else if (!no_backup && !json)
-		fprintf(stderr, "espfleet flash: warning: --stub: the "
-		    "settings are not backed up first (the stub cannot read "
-		    "flash as the backup does); run espfleet backup before, "
-		    "or give --no-backup\n");
+	}
 	ctx.ports = xcalloc(npaths, sizeof(*ctx.ports));
 	for (i = 0; i < npaths; i++)
 		ctx.ports[i].path = paths[i];

@@ -6,6 +6,8 @@
 # byte for byte; "espfleet wipe" erases nvs and otadata only (after a
 # backup unless --no-backup); restore refuses another unit's MAC, a damaged
 # backup and a manifest reached through a symbolic link, writing nothing.
+# Through esptool-js's flasher stub, the backup before the write reads
+# the same bytes with the stub's streamed READ_FLASH.
 . "$top_srcdir/tests/tap.sh"
 
 ESPF="$top_builddir/src/espfleet"
@@ -181,5 +183,34 @@ rc=$?
 [ $rc -eq 2 ] && grep -q "symbolic link" "$tmp/out" &&
     cmp -s "$flash" "$tmp/snap.bin"
 ok $? "a manifest reached through a link is refused: exit 2 ($rc)"
+
+# "flash --stub": the stub's READ_FLASH keeps the settings first.
+STUB="$top_srcdir/tests/interop/node_modules/esptool-js/lib/targets/stub_flasher/esp32s2.json"
+dir1="$(dirname "$macdir")/$(echo "$mac1" | tr -d :)"
+if [ -f "$STUB" ]; then
+	head -c "$NVS_LEN" /dev/urandom >"$tmp/nvs3.bin"
+	head -c "$OTAD_LEN" /dev/urandom >"$tmp/otadata3.bin"
+	"$ESPF" flash --port "$tmp/u/tty1" --after stay --no-log --no-backup \
+	    0x9000 "$tmp/nvs3.bin" 0xe000 "$tmp/otadata3.bin" >"$tmp/out" 2>&1
+	before=$(ls "$dir1"/*.json 2>/dev/null | wc -l)
+	"$ESPF" flash --port "$tmp/u/tty1" --after stay --no-log \
+	    --stub "$STUB" --json "$FACTORY" >"$tmp/out" 2>&1
+	rc=$?
+	grep -q '"loader":"stub"' "$tmp/out" && [ $rc -eq 0 ]
+	ok $? "flash --stub over known settings: verified by the stub" ||
+	    sed 's/^/#   /' "$tmp/out"
+	last=$(ls "$dir1"/*.json 2>/dev/null | tail -n 1)
+	last=$(basename "$last" .json)
+	after=$(ls "$dir1"/*.json 2>/dev/null | wc -l)
+	[ "$after" -eq $((before + 1)) ] &&
+	    cmp -s "$dir1/$last-nvs.bin" "$tmp/nvs3.bin" &&
+	    cmp -s "$dir1/$last-otadata.bin" "$tmp/otadata3.bin"
+	ok $? "... after keeping nvs and otadata read through the stub" \
+"($before -> $after manifests)"
+	region "$tmp/u/flash1.bin" 0 "$APP" "$FACTORY"
+	ok $? "... and the factory image is on the unit"
+else
+	skip "no esptool-js stub at $STUB (cd tests/interop && npm ci)"
+fi
 
 done_testing
