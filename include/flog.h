@@ -48,6 +48,10 @@ struct flog_unit {
 	char		 revision[16];	/* "v0.0" */
 	char		 mac[18];	/* "7c:df:a1:00:11:22" */
 	uint32_t	 flash_size;	/* bytes */
+	char		 flash_id[12];	/* JEDEC id, "0x1640c8" */
+	unsigned	 crystal_mhz;
+	char		 security[96];	/* GET_SECURITY_INFO in words */
+	char		 loader[8];	/* "rom" or "stub": what wrote it */
 	char		 image[2048];	/* region file names, ", "-joined */
 	char		 image_sha256[65];	/* one file: its sha256sum;
 					   more: image_set's identity */

@@ -63,6 +63,13 @@ struct ui_info {
 /* Extra facts about a row the registry does not keep (details view). */
 struct ui_detail {
 	uint32_t	 flash_size;	/* bytes; 0 unknown */
+	uint32_t	 flash_id;	/* JEDEC mfr|type<<8|cap<<16, 0 unknown */
+	int		 rev_major;	/* chip revision, -1 unknown */
+	int		 rev_minor;
+	unsigned	 crystal_mhz;	/* 0 unknown */
+	char		 security[96];	/* GET_SECURITY_INFO in words, "" unknown */
+	char		 how[64];	/* how download mode was reached */
+	int		 stub;		/* the flasher stub did the writing */
 	char		 phase[32];	/* job phase, "" when no job */
 	char		 note[160];	/* warning that did not fail the job */
 	char		 error[320];	/* full reason of the last failure */

@@ -63,6 +63,13 @@ struct bench_job {
 /* What the registry does not keep about a row (details view). */
 struct bench_row {
 	uint32_t	 flash_size;
+	uint32_t	 flash_id;
+	int		 identified;	/* a job read the chip */
+	int		 rev_major, rev_minor;
+	unsigned	 crystal_mhz;
+	char		 security[96];
+	char		 how[64];
+	int		 stub;
 	char		 phase[32];
 	char		 note[160];
 	char		 error[320];
@@ -209,6 +216,14 @@ bench_detail_cb(void *arg, int row, struct ui_detail *d)
 
 	r = bench_row(b, row);
 	d->flash_size = r->flash_size;
+	d->flash_id = r->flash_id;
+	/* A row no job has identified yet has no revision. */
+	d->rev_major = r->identified ? r->rev_major : -1;
+	d->rev_minor = r->identified ? r->rev_minor : -1;
+	d->crystal_mhz = r->crystal_mhz;
+	d->stub = r->stub;
+	snprintf(d->security, sizeof(d->security), "%s", r->security);
+	snprintf(d->how, sizeof(d->how), "%s", r->how);
 	snprintf(d->phase, sizeof(d->phase), "%s", r->phase);
 	snprintf(d->note, sizeof(d->note), "%s", r->note);
 	snprintf(d->error, sizeof(d->error), "%s", r->error);
@@ -501,6 +516,21 @@ bench_sim_finished(struct bench *b, int row, uint64_t now)
 		simfleet_finished(b->sf, pi->location, now);
 }
 
+/* What the job learnt about the unit, for the details view. */
+static void
+bench_row_identity(struct bench_row *r, const struct job_progress *p)
+{
+	r->identified = p->chip[0] != '\0';
+	r->flash_size = p->flash_size;
+	r->flash_id = p->flash_id;
+	r->rev_major = p->rev_major;
+	r->rev_minor = p->rev_minor;
+	r->crystal_mhz = p->crystal_mhz;
+	r->stub = p->stub;
+	snprintf(r->security, sizeof(r->security), "%s", p->security);
+	snprintf(r->how, sizeof(r->how), "%s", p->how);
+}
+
 /* Copy one job's snapshot into the registry; 1 when the job ended. */
 static int
 bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
@@ -523,7 +553,7 @@ bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
 		bj->told_chip = 1;
 		bj->told_mac = p.have_mac;
 	}
-	r->flash_size = p.flash_size;
+	bench_row_identity(r, &p);
 	snprintf(r->phase, sizeof(r->phase), "%s", job_phase_name(p.phase));
 	snprintf(r->note, sizeof(r->note), "%s", p.note);
 	snprintf(r->boot, sizeof(r->boot), "%s", p.boot);

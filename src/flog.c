@@ -231,6 +231,24 @@ flog_add_str(struct json_object *o, const char *key, const char *val)
 	free(buf);
 }
 
+/* What the job read from the chip, as "flash --json" names it. */
+static void
+flog_unit_identity(struct flog_unit *u, const struct job_progress *p)
+{
+	if (p->rev_major >= 0 && p->chip[0] != '\0')
+		snprintf(u->revision, sizeof(u->revision), "v%d.%d",
+		    p->rev_major, p->rev_minor);
+	if (p->flash_id != 0)
+		snprintf(u->flash_id, sizeof(u->flash_id), "0x%06x",
+		    p->flash_id);
+	u->crystal_mhz = p->crystal_mhz;
+	if (p->sec.valid)
+		snprintf(u->security, sizeof(u->security), "%s", p->security);
+	if (p->chip[0] != '\0')
+		snprintf(u->loader, sizeof(u->loader), "%s", p->stub ? "stub" :
+		    "rom");
+}
+
 /* The record as a single JSON line, newline included. */
 char *
 flog_unit_json(const struct flog_unit *u)
@@ -258,6 +276,12 @@ flog_unit_json(const struct flog_unit *u)
 	if (u->flash_size != 0)
 		json_object_object_add(o, "flash_size",
 		    json_object_new_int64(u->flash_size));
+	flog_add_str(o, "flash_id", u->flash_id);
+	if (u->crystal_mhz != 0)
+		json_object_object_add(o, "crystal_mhz",
+		    json_object_new_int((int)u->crystal_mhz));
+	flog_add_str(o, "security", u->security);
+	flog_add_str(o, "loader", u->loader);
 	flog_add_str(o, "image", u->image);
 	flog_add_str(o, "image_sha256", u->image_sha256);
 	a = json_object_new_array();
@@ -435,6 +459,7 @@ flog_unit_from_job(struct flog_unit *u, const char *port,
 	if (p->have_mac)
 		chip_mac_format(p->mac, u->mac, sizeof(u->mac));
 	u->flash_size = p->flash_size;
+	flog_unit_identity(u, p);
 	if (set != NULL) {
 		for (i = 0; i < set->nregions; i++) {
 			r = &set->regions[i];

@@ -1445,14 +1445,107 @@ ui_detail_line(struct ui *ui, int *y, int x, int w, const char *name,
 	} while (*p != '\0' && n > 0);
 }
 
+/* The slot's state, its last job and why it failed, if it did. */
+static void
+ui_draw_job(struct ui *ui, int *y, int x, int w, const struct reg_snapshot *s,
+    const struct ui_detail *d)
+{
+	char	v[UI_TEXT_MAX], t[32];
+
+	/* A failure's reason gets its own line below. */
+	snprintf(v, sizeof(v), "%s%s%s", s->state == REG_ST_FAILED ||
+	    s->state == REG_ST_GONE ? s->state_name : s->state_text,
+	    d->phase[0] != '\0' ? "; job phase " : "", d->phase);
+	ui_detail_line(ui, y, x, w, "State", v);
+	if (s->reason[0] != '\0' || d->error[0] != '\0')
+		ui_detail_line(ui, y, x, w, "Reason", d->error[0] != '\0' ?
+		    d->error : s->reason);
+	if (d->boot[0] != '\0')
+		ui_detail_line(ui, y, x, w, "After reboot", d->boot);
+	if (d->note[0] != '\0')
+		ui_detail_line(ui, y, x, w, "Note", d->note);
+	if (s->t_started != 0) {
+		ui_clock(s->elapsed_ms, t, sizeof(t));
+		snprintf(v, sizeof(v), "%s, %llu of %llu bytes, attempt %u", t,
+		    (unsigned long long)s->bytes_done,
+		    (unsigned long long)s->bytes_total, s->attempts);
+		ui_detail_line(ui, y, x, w, "Last job", v);
+	}
+	if (s->moved_from != 0) {
+		snprintf(v, sizeof(v), "slot %d (%s there)", s->moved_from,
+		    s->unit_last == REG_ST_EMPTY ? "no result" :
+		    reg_state_name(s->unit_last));
+		ui_detail_line(ui, y, x, w, "Seen before", v);
+	}
+}
+
+/* The USB side: device node, path, VID:PID and the device's strings. */
+static void
+ui_draw_port(struct ui *ui, int *y, int x, int w, const struct reg_snapshot *s,
+    const struct port_info *pi)
+{
+	char	v[UI_TEXT_MAX];
+
+	snprintf(v, sizeof(v), "%s", s->present ? s->devnode : "(unplugged)");
+	ui_detail_line(ui, y, x, w, "Device", v);
+	if (pi != NULL && pi->usb_path[0] != '\0')
+		ui_detail_line(ui, y, x, w, "USB path", pi->usb_path);
+	snprintf(v, sizeof(v), "%s (%s)", s->vidpid, s->kind_name);
+	ui_detail_line(ui, y, x, w, "USB VID:PID", v);
+	if (pi == NULL)
+		return;
+	snprintf(v, sizeof(v), "%s%s%s", s->product,
+	    pi->manufacturer[0] != '\0' ? " by " : "", pi->manufacturer);
+	ui_detail_line(ui, y, x, w, "Product", v);
+	if (pi->serial[0] != '\0')
+		ui_detail_line(ui, y, x, w, "USB serial", pi->serial);
+}
+
+/* What the last job read from the chip: revision, flash, security. */
+static void
+ui_draw_unit(struct ui *ui, int *y, int x, int w,
+    const struct reg_snapshot *s, const struct ui_detail *d)
+{
+	char	v[UI_TEXT_MAX];
+	size_t	n;
+
+	snprintf(v, sizeof(v), "%s", s->chip[0] != '\0' ? s->chip :
+	    "not known yet (a flash job reads it)");
+	n = strlen(v);
+	if (d->rev_major >= 0 && n < sizeof(v))
+		n += (size_t)snprintf(v + n, sizeof(v) - n, " v%d.%d",
+		    d->rev_major, d->rev_minor);
+	if (d->crystal_mhz != 0 && n < sizeof(v))
+		snprintf(v + n, sizeof(v) - n, ", %u MHz crystal",
+		    d->crystal_mhz);
+	ui_detail_line(ui, y, x, w, "Chip", v);
+	ui_detail_line(ui, y, x, w, "MAC", s->has_mac ? s->mac_text :
+	    "not known yet");
+	if (d->flash_size != 0)
+		ui_size(d->flash_size, v, sizeof(v));
+	else
+		snprintf(v, sizeof(v), "not known yet");
+	n = strlen(v);
+	if (d->flash_id != 0 && n < sizeof(v))
+		snprintf(v + n, sizeof(v) - n, " (JEDEC id 0x%06x)",
+		    d->flash_id);
+	ui_detail_line(ui, y, x, w, "Flash", v);
+	if (d->security[0] != '\0')
+		ui_detail_line(ui, y, x, w, "Security", d->security);
+	if (d->how[0] != '\0') {
+		snprintf(v, sizeof(v), "the %s (into download mode: %s)",
+		    d->stub ? "flasher stub" : "ROM loader", d->how);
+		ui_detail_line(ui, y, x, w, "Written by", v);
+	}
+}
+
 /* Everything known about the cursor row, in a box. */
 static void
 ui_draw_details(struct ui *ui, const struct reg *reg, uint64_t now)
 {
-	const struct port_info	*pi;
 	struct reg_snapshot	 s;
 	struct ui_detail	 d;
-	char			 v[UI_TEXT_MAX], t[32];
+	char			 v[UI_TEXT_MAX];
 	int			 top = UI_HEAD_LINES, h = ui_body_lines(ui);
 	int			 x = 2, w = ui->cols - 4, y;
 
@@ -1478,62 +1571,13 @@ ui_draw_details(struct ui *ui, const struct reg *reg, uint64_t now)
 	memset(&d, 0, sizeof(d));
 	if (ui->detail_cb != NULL)
 		ui->detail_cb(ui->detail_arg, ui->cursor, &d);
-	pi = reg_row_port(reg, ui->cursor);
-
 	snprintf(v, sizeof(v), "%d", s.slot);
 	ui_detail_line(ui, &y, x, w, "Slot", v);
 	ui_detail_line(ui, &y, x, w, "Location", s.location);
-	snprintf(v, sizeof(v), "%s", s.present ? s.devnode : "(unplugged)");
-	ui_detail_line(ui, &y, x, w, "Device", v);
-	if (pi != NULL && pi->usb_path[0] != '\0')
-		ui_detail_line(ui, &y, x, w, "USB path", pi->usb_path);
-	snprintf(v, sizeof(v), "%s (%s)", s.vidpid, s.kind_name);
-	ui_detail_line(ui, &y, x, w, "USB VID:PID", v);
-	if (pi != NULL) {
-		snprintf(v, sizeof(v), "%s%s%s", s.product,
-		    pi->manufacturer[0] != '\0' ? " by " : "",
-		    pi->manufacturer);
-		ui_detail_line(ui, &y, x, w, "Product", v);
-		if (pi->serial[0] != '\0')
-			ui_detail_line(ui, &y, x, w, "USB serial",
-			    pi->serial);
-	}
-	ui_detail_line(ui, &y, x, w, "Chip", s.chip[0] != '\0' ? s.chip :
-	    "not known yet (a flash job reads it)");
-	ui_detail_line(ui, &y, x, w, "MAC", s.has_mac ? s.mac_text :
-	    "not known yet");
-	if (d.flash_size != 0)
-		ui_size(d.flash_size, v, sizeof(v));
-	else
-		snprintf(v, sizeof(v), "not known yet");
-	ui_detail_line(ui, &y, x, w, "Flash size", v);
-	/* A failure's reason gets its own line below. */
-	snprintf(v, sizeof(v), "%s%s%s", s.state == REG_ST_FAILED ||
-	    s.state == REG_ST_GONE ? s.state_name : s.state_text,
-	    d.phase[0] != '\0' ? "; job phase " : "", d.phase);
-	ui_detail_line(ui, &y, x, w, "State", v);
-	if (s.t_started != 0) {
-		ui_clock(s.elapsed_ms, t, sizeof(t));
-		snprintf(v, sizeof(v), "%s, %llu of %llu bytes", t,
-		    (unsigned long long)s.bytes_done,
-		    (unsigned long long)s.bytes_total);
-		ui_detail_line(ui, &y, x, w, "Last job", v);
-	}
-	snprintf(v, sizeof(v), "%u", s.attempts);
-	ui_detail_line(ui, &y, x, w, "Attempts", v);
-	if (s.reason[0] != '\0' || d.error[0] != '\0')
-		ui_detail_line(ui, &y, x, w, "Reason", d.error[0] != '\0' ?
-		    d.error : s.reason);
-	if (d.boot[0] != '\0')
-		ui_detail_line(ui, &y, x, w, "After reboot", d.boot);
-	if (d.note[0] != '\0')
-		ui_detail_line(ui, &y, x, w, "Note", d.note);
-	if (s.moved_from != 0) {
-		snprintf(v, sizeof(v), "slot %d (%s there)", s.moved_from,
-		    s.unit_last == REG_ST_EMPTY ? "no result" :
-		    reg_state_name(s.unit_last));
-		ui_detail_line(ui, &y, x, w, "Seen before", v);
-	}
+	/* What the technician needs first, above the fold on 80x24. */
+	ui_draw_job(ui, &y, x, w, &s, &d);
+	ui_draw_port(ui, &y, x, w, &s, reg_row_port(reg, ui->cursor));
+	ui_draw_unit(ui, &y, x, w, &s, &d);
 	if (d.sim[0] != '\0')
 		ui_detail_line(ui, &y, x, w, "Simulated", d.sim);
 }

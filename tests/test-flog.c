@@ -72,6 +72,12 @@ test_progress(struct job_progress *p, enum job_state st, const char *msg)
 	memcpy(p->mac, mac, sizeof(mac));
 	p->have_mac = 1;
 	p->flash_size = 4 << 20;
+	p->rev_major = 1;
+	p->rev_minor = 0;
+	p->flash_id = 0x1640c8;
+	p->crystal_mhz = 40;
+	p->sec.valid = 1;
+	snprintf(p->security, sizeof(p->security), "none");
 	p->t_start = 1000;
 	p->t_end = 3500;
 	snprintf(p->errmsg, sizeof(p->errmsg), "%s", msg);
@@ -301,6 +307,11 @@ test_fields(void)
 	is_str(test_str(o, "chip"), "ESP32-S2FNR2", "chip");
 	is_str(test_str(o, "mac"), "7c:df:a1:00:11:22", "MAC");
 	tap_ok(test_int(o, "flash_size") == 4 << 20, "flash size");
+	is_str(test_str(o, "revision"), "v1.0", "revision from the job");
+	is_str(test_str(o, "flash_id"), "0x1640c8", "flash JEDEC id");
+	tap_ok(test_int(o, "crystal_mhz") == 40, "crystal 40 MHz");
+	is_str(test_str(o, "security"), "none", "security flags in words");
+	is_str(test_str(o, "loader"), "rom", "written by the ROM loader");
 	is_str(test_str(o, "image"), "app.bin", "image name");
 	is_str(test_str(o, "image_sha256"), set->regions[0].sha256hex,
 	    "image sha256: one file's, as sha256sum prints it");

@@ -93,7 +93,17 @@ ok $? "the message line warns that no unit records are kept"
 wait_re " 1 port +0 active" 20 && tui_keys f
 wait_re " 1 port +0 active +1 done +0 failed" 60
 ok $? "the unit is flashed all the same"
-tui_keys l
+# The details view: the job first, then what it read from the chip.
+tui_keys i
+wait_re "^. +State +done" 20 &&
+    wait_re "^. +Last job +[0-9]+:[0-9]+, [0-9]+ of [0-9]+ bytes, attempt 1" 5 &&
+    wait_re "^. +Chip +ESP32-S2FNR2 v[0-9]+\.[0-9]+, 40 MHz crystal" 5 &&
+    wait_re "^. +Flash +4\.0 MiB \(JEDEC id 0x[0-9a-f]{6}\)" 5 &&
+    wait_re "^. +Security +none " 5 &&
+    wait_re "^. +Written by +the ROM loader \(into download mode: already" 5
+ok $? "details: state, last job, chip, revision, crystal, flash id, security, writer" ||
+    tui_screen | sed 's/^/#   /'
+tui_keys i l
 wait_re "^ +[0-9.]+ +warning: no unit records are kept: .*notadir" 20
 ok $? "the event log has the warning"
 tui_keys q q
