@@ -191,6 +191,22 @@ void	loader_free(struct loader *);
 const char *loader_cause(const struct loader *);
 
 /*
+ * The command layer, for protocol code kept in files of its own
+ * (readflash.c).  loader_command sends the request built in l->tx (len
+ * bytes) and waits up to timeout_ms for the reply with the same opcode;
+ * what names the command in the cause (NULL: the opcode's name), *resp
+ * points into l->frame.  loader_send_frame and loader_recv_frame move
+ * raw SLIP frames (stub READ_FLASH data and ACKs) through the loader's
+ * buffers, so no byte is lost between the two layers.
+ */
+int	loader_command(struct loader *, size_t len, unsigned timeout_ms,
+	    const char *what, struct proto_resp *resp);
+int	loader_send_frame(struct loader *, const uint8_t *, size_t len,
+	    uint64_t deadline);
+int	loader_recv_frame(struct loader *, struct slip_dec *,
+	    uint64_t deadline);
+
+/*
  * Get the ROM's attention (PROTOCOL.md 3.1, 8).  A USB-UART bridge (by
  * VID:PID, or an fd transport with a lines hook) is reset with esptool's
  * sequences, Tight(50), Tight(550), Classic(50), Classic(550) cycled over

@@ -174,9 +174,12 @@ loader_flush(struct loader *l)
 	return (xport_flush_in(l->xp));
 }
 
-/* Next complete SLIP frame before the deadline: its length, or -errno. */
-static int
-loader_recv(struct loader *l, uint64_t deadline)
+/*
+ * Next complete SLIP frame into dec before the deadline: its length, or
+ * -errno.  Text outside frames is kept for messages.
+ */
+int
+loader_recv_frame(struct loader *l, struct slip_dec *dec, uint64_t deadline)
 {
 	size_t	noise;
 	uint8_t	c;
@@ -185,11 +188,11 @@ loader_recv(struct loader *l, uint64_t deadline)
 	for (;;) {
 		while (l->rx_off < l->rx_len) {
 			c = l->rx[l->rx_off++];
-			noise = l->dec.noise;
-			if (slip_dec_byte(&l->dec, c) == SLIP_FRAME)
-				return ((int)l->dec.len);
+			noise = dec->noise;
+			if (slip_dec_byte(dec, c) == SLIP_FRAME)
+				return ((int)dec->len);
 			/* Keep the start of any text outside frames. */
-			if (l->dec.noise != noise &&
+			if (dec->noise != noise &&
 			    l->noise_len < sizeof(l->noise))
 				l->noise[l->noise_len++] = c;
 		}
@@ -201,9 +204,16 @@ loader_recv(struct loader *l, uint64_t deadline)
 	}
 }
 
-/* SLIP-encode the len-byte request in buf and write it. */
+/* Next complete reply frame into l->frame: its length, or -errno. */
 static int
-loader_send_buf(struct loader *l, const uint8_t *buf, size_t len,
+loader_recv(struct loader *l, uint64_t deadline)
+{
+	return (loader_recv_frame(l, &l->dec, deadline));
+}
+
+/* SLIP-encode the len bytes in buf and write them as one frame. */
+int
+loader_send_frame(struct loader *l, const uint8_t *buf, size_t len,
     uint64_t deadline)
 {
 	size_t	n;
@@ -218,7 +228,7 @@ loader_send_buf(struct loader *l, const uint8_t *buf, size_t len,
 static int
 loader_send(struct loader *l, size_t len, uint64_t deadline)
 {
-	return (loader_send_buf(l, l->tx, len, deadline));
+	return (loader_send_frame(l, l->tx, len, deadline));
 }
 
 /* Swallow the copies of an "invalid message" reply the ROM repeats. */
@@ -242,7 +252,7 @@ loader_drain_invalid(struct loader *l)
  * command in the cause (NULL: the opcode's name).  On success *resp
  * points into l->frame.
  */
-static int
+int
 loader_command(struct loader *l, size_t len, unsigned timeout_ms,
     const char *what, struct proto_resp *resp)
 {
@@ -1043,7 +1053,7 @@ loader_settle(struct loader *l, uint8_t op, int *late)
 	*late = -1;
 	len = proto_build_read_reg(req, sizeof(req), CHIP_MAGIC_REG);
 	deadline = util_now_ms() + l->default_ms;
-	if ((error = loader_send_buf(l, req, len, deadline)) != 0)
+	if ((error = loader_send_frame(l, req, len, deadline)) != 0)
 		return (loader_io_fail(l, error, l->default_ms));
 	for (i = 0; i < LOADER_MAX_FRAMES; i++) {
 		if ((n = loader_recv(l, deadline)) < 0)
