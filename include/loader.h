@@ -281,7 +281,7 @@ void	loader_stub_free(struct loader_stub *);
  * loader speaks to the stub: 2 status bytes, 16 KiB blocks (2 KiB on S2
  * USB-OTG), exact sizes, pipelined ACKs.  Call after loader_detect.
  */
-int	loader_run_stub(struct loader *, const struct loader_stub *);
+int	loader_stub_run(struct loader *, const struct loader_stub *);
 /* Stub only: FLASH_DEFL_END(1), answered once the last block is written. */
 int	loader_stub_end(struct loader *);
 

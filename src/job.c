@@ -520,7 +520,7 @@ job_reconnect(struct job *j, struct loader *l, struct xport *xp,
 	if ((error = loader_connect(l)) == 0 &&
 	    (error = loader_detect(l)) == 0 &&
 	    (j->params.stub == NULL ||
-	    (error = loader_run_stub(l, j->params.stub)) == 0) &&
+	    (error = loader_stub_run(l, j->params.stub)) == 0) &&
 	    (error = loader_attach(l)) == 0)
 		error = loader_set_baud(l, j->params.baud);
 	if (error != 0)
@@ -600,7 +600,7 @@ job_main(void *arg)
 		goto fail;
 	job_phase(j, JOB_PH_CONFIGURING);
 	if (j->params.stub != NULL) {
-		if ((error = loader_run_stub(&l, j->params.stub)) != 0)
+		if ((error = loader_stub_run(&l, j->params.stub)) != 0)
 			goto fail;
 		pthread_mutex_lock(&j->mtx);
 		j->prog.stub = 1;

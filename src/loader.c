@@ -12,13 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-#include <nettle/base64.h>
 #include <zlib.h>
 
 #include "chip.h"
 #include "digest.h"
 #include "loader.h"
+#include "loader-private.h"
 #include "proto.h"
 #include "slip.h"
 #include "transport.h"
@@ -51,14 +50,11 @@
 #define LOADER_BAUD_SETTLE_MS	50	/* after CHANGE_BAUDRATE */
 #define LOADER_REOPEN_GAP_MS	100	/* between tries to reopen a port */
 #define LOADER_STUB_BLOCK	0x4000	/* stub FLASH_DEFL_DATA block */
-#define LOADER_USB_BLOCK	0x800	/* S2 USB-OTG: stub and MEM blocks */
-#define LOADER_RAM_BLOCK	0x1800	/* MEM_DATA block (ESP_RAM_BLOCK) */
-#define LOADER_OHAI_MS		3000	/* the stub's hello */
 
 /* ============================ errors ================================== */
 
 /* Replace l->cause with a formatted sentence and return error. */
-static int printflike(3, 4)
+int printflike(3, 4)
 loader_fail(struct loader *l, int error, const char *fmt, ...)
 {
 	va_list	 ap;
@@ -73,7 +69,7 @@ loader_fail(struct loader *l, int error, const char *fmt, ...)
 }
 
 /* Forget the previous failure: a command that works leaves no cause. */
-static void
+void
 loader_clear(struct loader *l)
 {
 	free(l->cause);
@@ -81,7 +77,7 @@ loader_clear(struct loader *l)
 }
 
 /* Put "what: " in front of the current cause and return error. */
-static int
+int
 loader_prefix(struct loader *l, int error, const char *what)
 {
 	char	*s;
@@ -93,7 +89,7 @@ loader_prefix(struct loader *l, int error, const char *what)
 }
 
 /* Set the cause for a transport failure while talking about op. */
-static int
+int
 loader_io_fail(struct loader *l, int error, unsigned timeout_ms)
 {
 	switch (error) {
@@ -166,7 +162,7 @@ loader_cause(const struct loader *l)
 }
 
 /* Forget every byte received so far, ours and the kernel's. */
-static int
+int
 loader_flush(struct loader *l)
 {
 	l->rx_off = l->rx_len = 0;
@@ -205,7 +201,7 @@ loader_recv_frame(struct loader *l, struct slip_dec *dec, uint64_t deadline)
 }
 
 /* Next complete reply frame into l->frame: its length, or -errno. */
-static int
+int
 loader_recv(struct loader *l, uint64_t deadline)
 {
 	return (loader_recv_frame(l, &l->dec, deadline));
@@ -225,7 +221,7 @@ loader_send_frame(struct loader *l, const uint8_t *buf, size_t len,
 }
 
 /* SLIP-encode the len-byte request in l->tx and write it. */
-static int
+int
 loader_send(struct loader *l, size_t len, uint64_t deadline)
 {
 	return (loader_send_frame(l, l->tx, len, deadline));
@@ -346,7 +342,7 @@ loader_write_reg(struct loader *l, uint32_t addr, uint32_t value)
  * default timeout.  The first reply also tells ROM (4 status bytes,
  * non-zero value) from a running stub (2 bytes, value 0).
  */
-static int
+int
 loader_sync_once(struct loader *l)
 {
 	uint64_t	deadline;
@@ -400,7 +396,7 @@ loader_xport_kind(const struct xport *xp)
  * open the same path again until the deadline.  0 once open, -ETIMEDOUT,
  * or -ECANCELED.
  */
-static int
+int
 loader_reopen(struct loader *l, loader_reopen_cb reopen, void *arg,
     uint64_t deadline, enum chip_usb_kind *kind)
 {
@@ -1360,499 +1356,4 @@ loader_finish(struct loader *l, enum loader_after after)
 		return (loader_prefix(l, error, "hard reset"));
 	}
 	return (0);
-}
-
-/* ============================ boot check ============================== */
-
-#define LOADER_BOOT_WAIT_MS	5000	/* default listening window */
-#define LOADER_BOOT_MORE_MS	1500	/* IDF banner seen: ESPHome's? */
-#define LOADER_LINE_MAX		160
-
-/* What the boot check has heard so far. */
-struct loader_scan {
-	const char	*esphome;	/* the image's version, or NULL */
-	char		 project[40];	/* "Project name:" */
-	char		 appver[32];	/* "App version:" */
-	char		 last[72];	/* last non-empty line (sanitized) */
-	int		 app_seen;	/* app_init/cpu_start seen */
-	enum loader_boot result;
-	char		*text;		/* LOADER_BOOT_TEXT bytes */
-};
-
-/* Lines a ROM or second-stage bootloader prints when a boot fails. */
-static const char *const loader_boot_errors[] = {
-	"invalid header",
-	"Checksum failure",
-	"checksum mismatch",
-	"ets_main.c",
-	"waiting for download",
-	"No bootable app",
-	"invalid magic",
-	"is not bootable",
-	"Image validation failed",
-	"Invalid chip id",
-	"Checksum failed",
-	"partition table error",
-};
-
-/* Name of a boot-check result, for JSON and logs. */
-const char *
-loader_boot_name(enum loader_boot b)
-{
-	static const char *const names[LOADER_BOOT__MAX] = {
-		[LOADER_BOOT_NONE] = "none",
-		[LOADER_BOOT_MATCH] = "match",
-		[LOADER_BOOT_DIFFERS] = "differs",
-		[LOADER_BOOT_BANNER] = "banner",
-		[LOADER_BOOT_PORT_UP] = "port-up",
-		[LOADER_BOOT_SILENT] = "silent",
-		[LOADER_BOOT_FAILED] = "failed",
-	};
-
-	if ((unsigned)b >= LOADER_BOOT__MAX)
-		return ("unknown");
-	return (names[b]);
-}
-
-/* Copy the value after "key" (spaces skipped, up to a space if word). */
-static int
-loader_scan_value(const char *line, const char *key, int word, char *out,
-    size_t cap)
-{
-	const char	*p;
-	size_t		 n;
-
-	if ((p = strstr(line, key)) == NULL)
-		return (0);
-	p += strlen(key);
-	while (*p == ' ' || *p == '\t')
-		p++;
-	n = word ? strcspn(p, " \t") : strlen(p);
-	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-		n--;
-	if (n == 0)
-		return (0);
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(out, p, n);
-	out[n] = '\0';
-	return (1);
-}
-
-/*
- * Look at one sanitized line.  Returns 1 when it settles the question (an
- * ESPHome banner or a boot error), 0 otherwise.
- */
-static int
-loader_scan_line(struct loader_scan *s, const char *line)
-{
-	char	ver[32];
-	size_t	i;
-
-	if (*line == '\0')
-		return (0);
-	snprintf(s->last, sizeof(s->last), "%.*s", (int)sizeof(s->last) - 1,
-	    line);
-	if (loader_scan_value(line, "ESPHome version ", 1, ver,
-	    sizeof(ver))) {
-		if (s->esphome == NULL || *s->esphome == '\0') {
-			s->result = LOADER_BOOT_BANNER;
-			snprintf(s->text, LOADER_BOOT_TEXT,
-			    "booted: ESPHome %s", ver);
-		} else if (strcmp(ver, s->esphome) == 0) {
-			s->result = LOADER_BOOT_MATCH;
-			snprintf(s->text, LOADER_BOOT_TEXT, "booted: ESPHome "
-			    "%s (matches image)", ver);
-		} else {
-			s->result = LOADER_BOOT_DIFFERS;
-			snprintf(s->text, LOADER_BOOT_TEXT, "booted, but "
-			    "ESPHome %s differs from the image's %s", ver,
-			    s->esphome);
-		}
-		return (1);
-	}
-	/* The app has started: its own later errors are not boot errors. */
-	if (strstr(line, "app_init:") != NULL ||
-	    strstr(line, "cpu_start:") != NULL)
-		s->app_seen = 1;
-	for (i = 0; i < nitems(loader_boot_errors); i++) {
-		if (strstr(line, loader_boot_errors[i]) != NULL ||
-		    (i == 0 && !s->app_seen && strncmp(line, "E (", 3) == 0)) {
-			s->result = LOADER_BOOT_FAILED;
-			snprintf(s->text, LOADER_BOOT_TEXT,
-			    "boot failed: %.80s", line);
-			return (1);
-		}
-	}
-	(void)(loader_scan_value(line, "Project name:", 0, s->project,
-	    sizeof(s->project)) ||
-	    loader_scan_value(line, "App version:", 0, s->appver,
-	    sizeof(s->appver)));
-	if (s->project[0] != '\0' && s->appver[0] != '\0' &&
-	    s->result != LOADER_BOOT_BANNER) {
-		s->result = LOADER_BOOT_BANNER;
-		snprintf(s->text, LOADER_BOOT_TEXT, "booted: %s %s",
-		    s->project, s->appver);
-	}
-	return (0);
-}
-
-/* Feed raw bytes into the line buffer; 1 when a line settled it. */
-static int
-loader_scan_bytes(struct loader_scan *s, uint8_t *line, size_t *len,
-    const uint8_t *p, size_t n)
-{
-	char	clean[4 * LOADER_LINE_MAX + 1];
-	size_t	i;
-
-	for (i = 0; i < n; i++) {
-		if (p[i] != '\n' && p[i] != '\r' && *len < LOADER_LINE_MAX) {
-			line[(*len)++] = p[i];
-			continue;
-		}
-		if (p[i] != '\n' && p[i] != '\r')
-			line[(*len)++ - 1] = p[i];	/* overlong: cut */
-		util_sanitize(clean, sizeof(clean), line, *len);
-		*len = 0;
-		if (loader_scan_line(s, clean))
-			return (1);
-	}
-	return (0);
-}
-
-/* Listen to the freshly reset unit and say how sure we are it booted. */
-int
-loader_boot_check(struct loader *l, const struct loader_boot_opts *o,
-    enum loader_boot *result, char *text)
-{
-	struct loader_scan	 s;
-	enum chip_usb_kind	 kind = USB_KIND_UNKNOWN;
-	uint8_t			 line[LOADER_LINE_MAX], buf[256];
-	uint64_t		 deadline;
-	size_t			 len = 0;
-	int			 n, error, vanished = 0, port_up = 0;
-	int			 open = 1, settled = 0;
-
-	memset(&s, 0, sizeof(s));
-	s.esphome = o->esphome;
-	s.text = text;
-	text[0] = '\0';
-	deadline = util_now_ms() + (o->wait_ms != 0 ? o->wait_ms :
-	    LOADER_BOOT_WAIT_MS);
-	/* Bytes already read past the last reply come first. */
-	if (l->rx_off < l->rx_len)
-		settled = loader_scan_bytes(&s, line, &len, l->rx + l->rx_off,
-		    l->rx_len - l->rx_off);
-	l->rx_off = l->rx_len = 0;
-	while (!settled) {
-		n = xport_read(l->xp, buf, sizeof(buf), deadline);
-		if (n == -ECANCELED)
-			return (n);
-		if (n == -ENODEV && !vanished) {
-			vanished = 1;
-			error = loader_reopen(l, o->reopen != NULL ? o->reopen :
-			    l->reopen, o->reopen != NULL ? o->reopen_arg :
-			    l->reopen_arg, deadline, &kind);
-			if (error == -ECANCELED)
-				return (error);
-			if (error != 0) {
-				open = 0;
-				break;
-			}
-			port_up = kind == USB_KIND_APP_CDC;
-			continue;
-		}
-		if (n < 0)
-			break;
-		settled = loader_scan_bytes(&s, line, &len, buf, (size_t)n);
-		/* An IDF banner: give ESPHome's own line a moment. */
-		if (!settled && s.result == LOADER_BOOT_BANNER)
-			deadline = MINIMUM(deadline, util_now_ms() +
-			    LOADER_BOOT_MORE_MS);
-	}
-	if (!settled && len > 0) {
-		/* A last line without its newline. */
-		settled = loader_scan_bytes(&s, line, &len,
-		    (const uint8_t *)"\n", 1);
-	}
-	if (settled || s.result == LOADER_BOOT_BANNER) {
-		*result = s.result;
-		return (0);
-	}
-	/* Nothing decisive: is it answering SYNC, back in download mode? */
-	if (open && (error = loader_flush(l)) == 0) {
-		l->stub = 0;
-		if ((error = loader_sync_once(l)) == 0 ||
-		    (error != -ECANCELED &&
-		    (error = loader_sync_once(l)) == 0)) {
-			*result = LOADER_BOOT_FAILED;
-			if (s.last[0] != '\0')
-				snprintf(text, LOADER_BOOT_TEXT, "boot failed: "
-				    "back in download mode after \"%.50s\"",
-				    s.last);
-			else
-				snprintf(text, LOADER_BOOT_TEXT, "boot failed: "
-				    "the unit came back in download mode");
-			loader_clear(l);
-			return (0);
-		}
-		loader_clear(l);
-		if (error == -ECANCELED)
-			return (error);
-	}
-	if (port_up) {
-		*result = LOADER_BOOT_PORT_UP;
-		snprintf(text, LOADER_BOOT_TEXT, "booted: app USB port up");
-	} else if (vanished && !open) {
-		*result = LOADER_BOOT_SILENT;
-		snprintf(text, LOADER_BOOT_TEXT, "rebooted, the port has not "
-		    "come back");
-	} else {
-		*result = LOADER_BOOT_SILENT;
-		snprintf(text, LOADER_BOOT_TEXT, "rebooted, app silent on USB");
-	}
-	return (0);
-}
-
-/* ============================ flasher stub ============================ */
-
-/* Decode base64 text into a new buffer; 0 or -EINVAL. */
-static int
-loader_b64(const char *src, size_t len, uint8_t **out, size_t *outlen)
-{
-	struct base64_decode_ctx	 ctx;
-	uint8_t				*buf;
-	size_t				 n;
-
-	buf = xmalloc(BASE64_DECODE_LENGTH(len) + 1);
-	base64_decode_init(&ctx);
-	n = BASE64_DECODE_LENGTH(len) + 1;
-	if (!base64_decode_update(&ctx, &n, buf, len, src) ||
-	    !base64_decode_final(&ctx)) {
-		free(buf);
-		return (-EINVAL);
-	}
-	*out = buf;
-	*outlen = n;
-	return (0);
-}
-
-/* An unsigned 32-bit member of the stub object, or -1 with *cause. */
-static int
-loader_stub_u32(struct json_object *o, const char *key, const char *name,
-    uint32_t *v, char **cause)
-{
-	struct json_object	*m;
-	int64_t			 n;
-
-	if (!json_object_object_get_ex(o, key, &m) ||
-	    !json_object_is_type(m, json_type_int) ||
-	    (n = json_object_get_int64(m)) < 0 || n > 0xffffffffLL) {
-		*cause = xasprintf("%s: \"%s\" is missing or not an address; "
-		    "use a stub JSON from esptool or esptool-js", name, key);
-		return (-1);
-	}
-	*v = (uint32_t)n;
-	return (0);
-}
-
-/* A base64 member of the stub object; absent is fine when optional. */
-static int
-loader_stub_blob(struct json_object *o, const char *key, const char *name,
-    int optional, uint8_t **out, size_t *len, char **cause)
-{
-	struct json_object	*m;
-
-	*out = NULL;
-	*len = 0;
-	if (!json_object_object_get_ex(o, key, &m)) {
-		if (optional)
-			return (0);
-		*cause = xasprintf("%s: no \"%s\"; use a stub JSON from "
-		    "esptool or esptool-js", name, key);
-		return (-1);
-	}
-	if (!json_object_is_type(m, json_type_string) ||
-	    loader_b64(json_object_get_string(m),
-	    (size_t)json_object_get_string_len(m), out, len) != 0) {
-		*cause = xasprintf("%s: \"%s\" is not base64 text", name, key);
-		return (-1);
-	}
-	return (0);
-}
-
-/* Parse a stub JSON text. */
-int
-loader_stub_parse(const char *json, size_t len, const char *name,
-    struct loader_stub *st, char **cause)
-{
-	struct json_tokener	*tok;
-	struct json_object	*o;
-	int			 error = -EINVAL;
-
-	memset(st, 0, sizeof(*st));
-	tok = json_tokener_new();
-	o = json_tokener_parse_ex(tok, json, (int)MINIMUM(len, 0x7fffffff));
-	if (o == NULL || !json_object_is_type(o, json_type_object)) {
-		*cause = xasprintf("%s: not a JSON object (%s); use a stub "
-		    "JSON from esptool or esptool-js", name,
-		    json_tokener_error_desc(json_tokener_get_error(tok)));
-		goto out;
-	}
-	if (loader_stub_blob(o, "text", name, 0, &st->text, &st->text_len,
-	    cause) != 0 ||
-	    loader_stub_u32(o, "text_start", name, &st->text_start,
-	    cause) != 0 ||
-	    loader_stub_u32(o, "entry", name, &st->entry, cause) != 0 ||
-	    loader_stub_blob(o, "data", name, 1, &st->data, &st->data_len,
-	    cause) != 0)
-		goto out;
-	if (st->data != NULL && loader_stub_u32(o, "data_start", name,
-	    &st->data_start, cause) != 0)
-		goto out;
-	if (st->text_len == 0) {
-		*cause = xasprintf("%s: \"text\" is empty", name);
-		goto out;
-	}
-	error = 0;
-out:
-	if (o != NULL)
-		json_object_put(o);
-	json_tokener_free(tok);
-	if (error != 0)
-		loader_stub_free(st);
-	return (error);
-}
-
-/* Read and parse a stub file (at most 1 MiB: stubs are a few KiB). */
-int
-loader_stub_load(const char *path, struct loader_stub *st, char **cause)
-{
-	FILE	*f;
-	char	*buf;
-	size_t	 n;
-	int	 error;
-
-	memset(st, 0, sizeof(*st));
-	if ((f = fopen(path, "r")) == NULL) {
-		error = -errno;
-		*cause = xasprintf("--stub %s: %s", path, strerror(errno));
-		return (error);
-	}
-	buf = xmalloc(1024 * 1024 + 1);
-	n = fread(buf, 1, 1024 * 1024 + 1, f);
-	fclose(f);
-	if (n > 1024 * 1024) {
-		free(buf);
-		*cause = xasprintf("--stub %s: larger than 1 MiB: not a stub",
-		    path);
-		return (-EINVAL);
-	}
-	error = loader_stub_parse(buf, n, path, st, cause);
-	free(buf);
-	return (error);
-}
-
-/* Free the decoded segments. */
-void
-loader_stub_free(struct loader_stub *st)
-{
-	free(st->text);
-	free(st->data);
-	memset(st, 0, sizeof(*st));
-}
-
-/* MEM_BEGIN then MEM_DATA blocks for one segment. */
-static int
-loader_mem_segment(struct loader *l, const uint8_t *p, size_t plen,
-    uint32_t addr, const char *seg)
-{
-	struct proto_resp	resp;
-	char			what[96];
-	size_t			len, off, n, bsize;
-	uint32_t		seq, nblocks;
-	int			error;
-
-	bsize = l->usb_otg ? LOADER_USB_BLOCK : LOADER_RAM_BLOCK;
-	nblocks = (uint32_t)((plen + bsize - 1) / bsize);
-	len = proto_build_begin(l->tx, sizeof(l->tx), PROTO_MEM_BEGIN,
-	    (uint32_t)plen, nblocks, (uint32_t)bsize, addr, 0);
-	snprintf(what, sizeof(what), "MEM_BEGIN for the stub's %s at 0x%08x",
-	    seg, addr);
-	if ((error = loader_command(l, len, l->default_ms, what, &resp)) != 0)
-		return (error);
-	for (seq = 0, off = 0; off < plen; seq++, off += n) {
-		n = MINIMUM(bsize, plen - off);
-		len = proto_build_data(l->tx, sizeof(l->tx), PROTO_MEM_DATA,
-		    seq, p + off, n);
-		snprintf(what, sizeof(what), "MEM_DATA block %u/%u of the "
-		    "stub's %s", seq + 1, nblocks, seg);
-		if ((error = loader_command(l, len, l->default_ms, what,
-		    &resp)) != 0)
-			return (error);
-	}
-	return (0);
-}
-
-/* Upload the stub, start it, and wait for its OHAI. */
-int
-loader_run_stub(struct loader *l, const struct loader_stub *st)
-{
-	struct proto_resp	resp;
-	uint64_t		deadline;
-	size_t			len;
-	int			error, n;
-
-	if (l->stub)
-		return (0);	/* already running (SYNC value 0) */
-	if ((error = loader_mem_segment(l, st->text, st->text_len,
-	    st->text_start, "text")) != 0)
-		return (error);
-	if (st->data != NULL && st->data_len > 0 &&
-	    (error = loader_mem_segment(l, st->data, st->data_len,
-	    st->data_start, "data")) != 0)
-		return (error);
-	/*
-	 * MEM_END(0, entry).  The ROM may jump before its reply leaves, so
-	 * the reply is optional; the stub's "OHAI" is what counts.
-	 */
-	loader_clear(l);
-	len = proto_build_mem_end(l->tx, sizeof(l->tx), 0, st->entry);
-	deadline = util_now_ms() + LOADER_OHAI_MS;
-	if ((error = loader_send(l, len, deadline)) != 0) {
-		loader_io_fail(l, error, LOADER_OHAI_MS);
-		return (loader_prefix(l, error, "MEM_END (starting the stub)"));
-	}
-	for (;;) {
-		if ((n = loader_recv(l, deadline)) < 0) {
-			loader_io_fail(l, n, LOADER_OHAI_MS);
-			return (loader_prefix(l, n, "starting the flasher stub "
-			    "(no \"OHAI\"; is it the stub for this chip?)"));
-		}
-		if (n == 4 && memcmp(l->frame, "OHAI", 4) == 0)
-			break;
-		if (n >= PROTO_HDR_LEN && l->frame[0] == 0x01 &&
-		    l->frame[1] == PROTO_MEM_END &&
-		    proto_parse_resp(l->frame, (size_t)n, l->status_len,
-		    &resp) == 0 && resp.status != 0)
-			return (loader_fail(l, -EPROTO, "MEM_END (starting "
-			    "the stub at 0x%08x): ROM status 0x%02x %s",
-			    st->entry, resp.error, proto_err_text(resp.error)));
-	}
-	l->stub = 1;
-	l->status_len = PROTO_STUB_STATUS_LEN;
-	return (0);
-}
-
-/* FLASH_DEFL_END(1): the stub answers after its last write, and stays. */
-int
-loader_stub_end(struct loader *l)
-{
-	struct proto_resp	resp;
-	size_t			len;
-
-	if (!l->stub)
-		return (0);
-	len = proto_build_end(l->tx, sizeof(l->tx), PROTO_FLASH_DEFL_END, 1);
-	return (loader_command(l, len, l->default_ms, NULL, &resp));
 }

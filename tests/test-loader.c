@@ -1638,7 +1638,7 @@ test_stub(const uint8_t *img, size_t len, enum emu_link link)
 	loader_init(&l, &xp);
 	l.port_kind = rig_kind(r);
 	if (loader_connect(&l) == 0 && loader_detect(&l) == 0) {
-		is_int(loader_run_stub(&l, &st), 0, "%s: the stub uploads and "
+		is_int(loader_stub_run(&l, &st), 0, "%s: the stub uploads and "
 		    "says OHAI (%s)", name, loader_cause(&l));
 		tap_ok(l.stub && l.status_len == 2, "... and answers with 2 "
 		    "status bytes");
