@@ -39,6 +39,10 @@ enum job_phase {
 	JOB_PH__MAX
 };
 
+
+/* Attempts after a transient failure (--retries): default and limit. */
+#define JOB_RETRIES_DEFAULT	2
+#define JOB_RETRIES_MAX		10
 /* What a consumer may read about a job: a consistent copy. */
 struct job_progress {
 	enum job_state	 state;

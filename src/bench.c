@@ -113,6 +113,7 @@ static const struct option bench_options[] = {
 	{ "no-auto", no_argument, NULL, 'n' },
 	{ "no-log", no_argument, NULL, 'N' },
 	{ "profile", required_argument, NULL, 'P' },
+	{ "retries", required_argument, NULL, 'r' },
 	{ "seed", required_argument, NULL, 's' },
 	{ "simulate", required_argument, NULL, 'S' },
 	{ "total", required_argument, NULL, 't' },
@@ -127,7 +128,7 @@ bench_usage(FILE *f)
 	fprintf(f,
 	    "usage: espfleet [--auto | --no-auto] [--match VID:PID]... "
 	    "[--trace FILE]\n"
-	    "                [--log FILE | --no-log] "
+	    "                [--log FILE | --no-log] [--retries N] "
 	    "(IMAGE | OFFSET FILE... | --job FILE [--lock])\n"
 	    "       espfleet --simulate N [--profile fast|realistic] "
 	    "[--seed N]\n"
@@ -847,8 +848,8 @@ bench_image_name(const struct image_set *set, int demo)
  * command line.  *argv gets the OFFSET FILE pairs for image_load().
  */
 static int
-bench_load_job(struct bench *b, const char *path, int auto_on, char ***argv,
-    char **cause)
+bench_load_job(struct bench *b, const char *path, int auto_on, int retries,
+    char ***argv, char **cause)
 {
 	int	error;
 
@@ -857,6 +858,11 @@ bench_load_job(struct bench *b, const char *path, int auto_on, char ***argv,
 	if (b->jf.has_auto && auto_on != -1) {
 		*cause = xasprintf("the job file %s fixes \"auto\"; leave out "
 		    "--%s", path, auto_on ? "auto" : "no-auto");
+		return (-EINVAL);
+	}
+	if (b->jf.has_retries && retries != -1) {
+		*cause = xasprintf("the job file %s fixes \"retries\" (%u); "
+		    "leave out --retries", path, b->jf.retries);
 		return (-EINVAL);
 	}
 	if (b->jf.boot_check != NULL && b->jf.has_after &&
@@ -946,7 +952,7 @@ bench_main(int argc, char **argv)
 	uint16_t		 vid, pid;
 	size_t			 i;
 	int			 ch, status = BENCH_EXIT_USAGE, auto_on = -1;
-	int			 any_pid;
+	int			 any_pid, retries = -1;
 	int			 sig = 0, sim_only = 0, ui_up = 0, no_log = 0;
 
 	memset(&b, 0, sizeof(b));
@@ -1056,6 +1062,16 @@ bench_main(int argc, char **argv)
 		case 'T':
 			trace_path = optarg;
 			break;
+		case 'r':
+			if ((v = bench_number(optarg, 0, JOB_RETRIES_MAX)) <
+			    0) {
+				bench_bad("--retries takes a number of attempts "
+				    "after a transient failure, 0 to %d, not "
+				    "\"%s\"", JOB_RETRIES_MAX, optarg);
+				goto usage;
+			}
+			retries = (int)v;
+			break;
 		default:
 			bench_bad("unknown option \"%s\"", argv[optind - 1]);
 			goto usage;
@@ -1109,7 +1125,7 @@ bench_main(int argc, char **argv)
 	setlocale(LC_ALL, "");
 	memset(&opts, 0, sizeof(opts));
 	if (job_path != NULL) {
-		if (bench_load_job(&b, job_path, auto_on, &job_argv,
+		if (bench_load_job(&b, job_path, auto_on, retries, &job_argv,
 		    &cause) != 0) {
 			bench_bad("%s", cause);
 			goto out;
@@ -1159,7 +1175,9 @@ bench_main(int argc, char **argv)
 	b.sim_units = sc.units;
 	b.params.set = b.set;
 	b.params.after = b.jf.has_after ? b.jf.after : LOADER_AFTER_REBOOT;
-	b.params.retries = b.jf.retries;
+	/* --retries, else the job file's, else as "espfleet flash". */
+	b.params.retries = retries != -1 ? (unsigned)retries :
+	    b.jf.has_retries ? b.jf.retries : JOB_RETRIES_DEFAULT;
 	if ((b.wake_fd = job_wake_open()) < 0) {
 		bench_bad("eventfd: %s", strerror(-b.wake_fd));
 		goto out;

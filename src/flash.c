@@ -920,7 +920,7 @@ flash_main(int argc, char **argv)
 	memset(&stub, 0, sizeof(stub));
 	target = chip_by_id(CHIP_ESP32S2);
 	params.after = LOADER_AFTER_REBOOT;
-	params.retries = 2;	/* issue 5: recovers transient faults */
+	params.retries = JOB_RETRIES_DEFAULT;
 	ctx.wake_fd = -1;
 	optind = 1;
 	opterr = 0;
@@ -1005,10 +1005,11 @@ flash_main(int argc, char **argv)
 			no_backup = 1;
 			break;
 		case 'r':
-			if ((v = flash_number(optarg, 0, 10)) == -1) {
+			if ((v = flash_number(optarg, 0, JOB_RETRIES_MAX)) ==
+			    -1) {
 				flash_bad(json, "--retries takes a number of "
 				    "attempts after a transient failure, 0 to "
-				    "10, not \"%s\"", optarg);
+				    "%d, not \"%s\"", JOB_RETRIES_MAX, optarg);
 				goto usage;
 			}
 			params.retries = (unsigned)v;

@@ -634,9 +634,10 @@ job_main(void *arg)
 			free(why);
 			why = xstrdup(loader_cause(&l));
 			if ((error = job_reconnect(j, &l, &xp, &cause)) != 0) {
-				snprintf(msg, sizeof(msg), "gave up after %u "
-				    "attempts: %s (the attempt before: %s)",
-				    attempts, cause, why);
+				/* The cause first: the row shows its start. */
+				snprintf(msg, sizeof(msg), "%s (gave up after %u "
+				    "attempts; the attempt before: %s)", cause,
+				    attempts, why);
 				job_end(j, error, msg);
 				free(cause);
 				goto out;
@@ -672,8 +673,8 @@ job_main(void *arg)
 
 fail:
 	if (attempts > 1) {
-		snprintf(msg, sizeof(msg), "gave up after %u attempts: %s",
-		    attempts, loader_cause(&l));
+		snprintf(msg, sizeof(msg), "%s (gave up after %u attempts)",
+		    loader_cause(&l), attempts);
 		job_end(j, error, msg);
 	} else
 		job_end(j, error, loader_cause(&l));

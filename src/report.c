@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -151,12 +152,40 @@ report_str(struct json_object *o, const char *key)
 	return (json_object_get_string(v));
 }
 
+/*
+ * The reason as a group key: digests (runs of 16 or more hex digits, an
+ * MD5 or SHA-256) become "...", so that units failing the same way count
+ * together although each flash gave its own MD5.
+ */
+static void
+report_reason_key(const char *reason, char *buf, size_t cap)
+{
+	size_t	i = 0, n, len = 0;
+
+	while (reason[i] != '\0' && len + 4 < cap) {
+		for (n = 0; isxdigit((unsigned char)reason[i + n]); n++)
+			;
+		if (n >= 16) {
+			memcpy(buf + len, "...", 3);
+			len += 3;
+			i += n;
+		} else if (n > 0) {
+			n = MINIMUM(n, cap - 1 - len);
+			memcpy(buf + len, reason + i, n);
+			len += n;
+			i += n;
+		} else
+			buf[len++] = reason[i++];
+	}
+	buf[len] = '\0';
+}
+
 /* Take one record into the totals. */
 static void
 report_add(struct report *rp, struct json_object *o)
 {
 	const char	*result, *time, *reason, *mac;
-	char		 day[11];
+	char		 day[11], key[1024];
 	unsigned	 r;
 
 	result = report_str(o, "result");
@@ -172,8 +201,9 @@ report_add(struct report *rp, struct json_object *o)
 	report_count(&rp->days, day, r);
 	if (r == FLOG_FAILED) {
 		reason = report_str(o, "reason");
-		report_count(&rp->reasons, reason != NULL ? reason :
-		    "(no reason given)", r);
+		report_reason_key(reason != NULL ? reason :
+		    "(no reason given)", key, sizeof(key));
+		report_count(&rp->reasons, key, r);
 	}
 	if ((mac = report_str(o, "mac")) != NULL)
 		report_count(&rp->macs, mac, r);

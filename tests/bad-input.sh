@@ -196,6 +196,8 @@ case_ "same port twice" "same port" \
     -- $F --port "$P0" 0x10000 "$tmp/data.bin"
 case_ "no --port" "--port" -- $ESPF flash 0x10000 "$tmp/data.bin"
 case_ "bad --jobs" "--jobs" -- $F --jobs 0 0x10000 "$tmp/data.bin"
+case_ "bad --retries (bench)" "--retries takes .* 0 to 10" -- \
+    $ESPF --retries 11 "$FACTORY"
 
 # Permission denied: the pty made mode 000.  root bypasses the mode, so
 # then the case runs as nobody.

@@ -72,6 +72,16 @@ ok $? "no raw escape character reaches the terminal"
 [ "$(grep -c 'sync failed' "$tmp/out")" -eq 1 ]
 ok $? "failure reasons list failed records only, once each"
 
+# Each flash gives its own MD5: the reasons group with the digests masked.
+md5a=0123456789abcdef0123456789abcdef
+md5b=fedcba9876543210fedcba9876543210
+for d in $md5a $md5b; do
+	echo '{"time":"2026-11-27T10:00:00Z","result":"failed","reason":"MD5 of flash does not match the image at 0x0 (4096 bytes): flash '$d', image 00112233445566778899aabbccddeeff"}'
+done >"$tmp/md5.jsonl"
+"$espfleet" report "$tmp/md5.jsonl" >"$tmp/out" 2>"$tmp/err"
+line "      2  MD5 of flash does not match the image at 0x0 (4096 bytes): flash ..., image ..." \
+    "two MD5 mismatches with their own digests count as one reason"
+
 "$espfleet" report --json "$log" >"$tmp/json" 2>"$tmp/err"
 ok $? "report --json exits 0"
 tr -d ' \n' <"$tmp/json" >"$tmp/flat"
@@ -137,7 +147,7 @@ ok $? "one record per unit"
 line "results: verified 3, failed 1, cancelled 0, interrupted 0" \
     "report agrees with the flash: 3 verified, 1 failed"
 # (the bit flips on every write: the MD5 retry fails too)
-grep -q '^      1  gave up after 2 attempts: MD5 of flash does not match' \
+grep -q '^      1  MD5 of flash does not match the image at 0x10000 (65536 bytes): flash \.\.\., image \.\.\. (gave up after 2 attempts)$' \
     "$tmp/out"
 ok $? "the failure reason is the flash's" || sed 's/^/#   /' "$tmp/out"
 grep '"result":"failed"' "$flog" | grep -q "\"mac\":\"$mac3\""

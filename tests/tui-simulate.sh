@@ -55,6 +55,27 @@ ok $? "the summary says 4 done, 0 failed"
 
 tui_tmux kill-server >/dev/null 2>&1
 rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
+tui_sock="espf$$r"
+
+# One flipped bit: the MD5 check fails once, and the bench, like "flash",
+# writes the unit again (2 retries by default); with --retries 0 it fails.
+tui_start 80 24 -- --simulate 2 --profile fast --exit-when-done --no-log \
+    --fault unit=1,kind=bitflip,op=FLASH_DEFL_DATA,at=3
+wait_exit 60 && [ "$tui_status" = 0 ] &&
+    tui_snap | grep -q "^2 done, 0 failed$"
+ok $? "one MD5 mismatch is written again by default: 2 done (exit $tui_status)"
+[ "$tui_status" = 0 ] || tui_diag
+tui_tmux kill-server >/dev/null 2>&1
+rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
+tui_sock="espf$$s"
+tui_start 80 24 -- --simulate 2 --profile fast --exit-when-done --no-log \
+    --retries 0 --fault unit=1,kind=bitflip,op=FLASH_DEFL_DATA,at=3
+wait_exit 60 && [ "$tui_status" = 1 ] &&
+    tui_snap | grep -q "^1 done, 1 failed$"
+ok $? "... and fails with --retries 0 (exit $tui_status)"
+
+tui_tmux kill-server >/dev/null 2>&1
+rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
 tui_sock="espf$$c"
 
 tui_start 80 24 -- --simulate 4 --profile fast --exit-when-done \
