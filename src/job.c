@@ -528,6 +528,28 @@ job_reconnect(struct job *j, struct loader *l, struct xport *xp,
 	return (error);
 }
 
+/*
+ * End a failed job with the loader's cause first (the row shows its
+ * start), how many attempts it took, and what to do where the cause
+ * alone does not say it.
+ */
+static void
+job_fail(struct job *j, const struct loader *l, int error, unsigned attempts)
+{
+	char		 tries[48] = "", msg[640];
+	const char	*advice = "";
+
+	if (attempts > 1)
+		snprintf(tries, sizeof(tries), " (gave up after %u attempts)",
+		    attempts);
+	/* The chip's own MD5 disagrees: the flash did not keep the data. */
+	if (error == -EIO)
+		advice = "; the flash does not keep what is written: try "
+		    "another hub port or cable, else set the unit aside";
+	snprintf(msg, sizeof(msg), "%s%s%s", loader_cause(l), tries, advice);
+	job_end(j, error, msg);
+}
+
 /* Everything one unit goes through, on the worker thread. */
 static void *
 job_main(void *arg)
@@ -672,12 +694,7 @@ job_main(void *arg)
 	goto out;
 
 fail:
-	if (attempts > 1) {
-		snprintf(msg, sizeof(msg), "%s (gave up after %u attempts)",
-		    loader_cause(&l), attempts);
-		job_end(j, error, msg);
-	} else
-		job_end(j, error, loader_cause(&l));
+	job_fail(j, &l, error, attempts);
 out:
 	free(why);
 	loader_free(&l);
