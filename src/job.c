@@ -528,6 +528,18 @@ job_reconnect(struct job *j, struct loader *l, struct xport *xp,
 	return (error);
 }
 
+/* The phase the job has reached, read under its lock. */
+static enum job_phase
+job_phase_get(struct job *j)
+{
+	enum job_phase	ph;
+
+	pthread_mutex_lock(&j->mtx);
+	ph = j->prog.phase;
+	pthread_mutex_unlock(&j->mtx);
+	return (ph);
+}
+
 /*
  * End a failed job with the loader's cause first (the row shows its
  * start), how many attempts it took, and what to do where the cause
@@ -546,6 +558,14 @@ job_fail(struct job *j, const struct loader *l, int error, unsigned attempts)
 	if (error == -EIO)
 		advice = "; the flash does not keep what is written: try "
 		    "another hub port or cable, else set the unit aside";
+	/* Lost mid-write: the unit itself may well be fine. */
+	else if ((error == -ETIMEDOUT || error == -ENODEV) &&
+	    job_phase_get(j) >= JOB_PH_ERASING)
+		advice = error == -ENODEV ? "; the unit left the bus while "
+		    "being written: check its cable and hub port, plug it "
+		    "back in and flash it again" : "; the unit stopped "
+		    "answering while being written: unplug it, plug it back "
+		    "in and flash it again";
 	snprintf(msg, sizeof(msg), "%s%s%s", loader_cause(l), tries, advice);
 	job_end(j, error, msg);
 }

@@ -282,6 +282,19 @@ if [ -n "$NODE" ] && [ -x "$NODE" ]; then
 fi
 stop_sim
 
+# A unit pulled out mid-write, with no retries left: the reason says the
+# unit left the bus and what to do (the unit itself may well be fine).
+start_sim lost --units 1 --profile fast \
+    --fault unit=0,kind=unplug,op=FLASH_DEFL_DATA,at=2
+"$ESPF" flash $(ports lost 0 0) --retries 0 --after stay 0x10000 \
+    "$tmp/data.bin" >"$tmp/lost.out" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "^tty0: failed: .*; the unit left the bus while being written: check its cable and hub port, plug it back in and flash it again$" \
+    "$tmp/lost.out"
+ok $? "a unit lost mid-write fails saying what to do (exit $rc)" ||
+    sed 's/^/#   /' "$tmp/lost.out"
+stop_sim
+
 # Ctrl-C: every port says where it stopped; exit 130.
 if [ "$have_fw" = 1 ]; then
 	start_sim slow --units 2 --profile realistic
