@@ -38,6 +38,9 @@ void	 util_sleep_us(uint64_t us);
  */
 size_t	 util_sanitize(char *dst, size_t cap, const void *src, size_t len);
 
+/* A decimal option argument in [min, max], or -1 if it is not one. */
+long long util_number(const char *, long long min, long long max);
+
 static inline void
 le16_put(uint8_t *p, uint16_t v)
 {

@@ -151,20 +151,6 @@ bench_bad(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* A decimal number in [min, max]; -1 if it is not one. */
-static long long
-bench_number(const char *s, long long min, long long max)
-{
-	char		*end;
-	long long	 v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return (-1);
-	return (v);
-}
-
 /* =============================== Trace ================================ */
 
 /* One trace line: monotonic microseconds, an event, a slot, a detail. */
@@ -1031,7 +1017,7 @@ bench_main(int argc, char **argv)
 			}
 			break;
 		case 's':
-			if ((v = bench_number(optarg, 0, INT64_MAX)) < 0) {
+			if ((v = util_number(optarg, 0, INT64_MAX)) < 0) {
 				bench_bad("--seed takes a number, not \"%s\"",
 				    optarg);
 				goto usage;
@@ -1040,7 +1026,7 @@ bench_main(int argc, char **argv)
 			sim_only = 1;
 			break;
 		case 'S':
-			if ((v = bench_number(optarg, 1, SIM_MAX_UNITS)) < 0) {
+			if ((v = util_number(optarg, 1, SIM_MAX_UNITS)) < 0) {
 				bench_bad("--simulate takes a number of units "
 				    "from 1 to %d, not \"%s\"", SIM_MAX_UNITS,
 				    optarg);
@@ -1049,7 +1035,7 @@ bench_main(int argc, char **argv)
 			sc.units = (unsigned)v;
 			break;
 		case 't':
-			if ((v = bench_number(optarg, 1, BENCH_TOTAL_MAX)) <
+			if ((v = util_number(optarg, 1, BENCH_TOTAL_MAX)) <
 			    0) {
 				bench_bad("--total takes a number of units from "
 				    "1 to %d, not \"%s\"", BENCH_TOTAL_MAX,
@@ -1063,7 +1049,7 @@ bench_main(int argc, char **argv)
 			trace_path = optarg;
 			break;
 		case 'r':
-			if ((v = bench_number(optarg, 0, JOB_RETRIES_MAX)) <
+			if ((v = util_number(optarg, 0, JOB_RETRIES_MAX)) <
 			    0) {
 				bench_bad("--retries takes a number of attempts "
 				    "after a transient failure, 0 to %d, not "

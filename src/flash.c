@@ -139,20 +139,6 @@ flash_bad(int json, const char *fmt, ...)
 	free(msg);
 }
 
-/* Parse a decimal number in [min, max]; -1 if it is not one. */
-static long
-flash_number(const char *s, long min, long max)
-{
-	char	*end;
-	long	 v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return (-1);
-	return (v);
-}
-
 /* ============================ validation ============================== */
 
 /*
@@ -905,7 +891,7 @@ flash_main(int argc, char **argv)
 	const struct image_region *where = NULL;
 	char			**paths = NULL, *cause = NULL;
 	size_t			 npaths = 0, i;
-	long			 v;
+	long long		 v;
 	int			 ch, status = FLASH_EXIT_USAGE, force = 0;
 	unsigned		 repeat = 1, round;
 	enum loader_after	 after;
@@ -939,7 +925,7 @@ flash_main(int argc, char **argv)
 			}
 			break;
 		case 'b':
-			if ((v = flash_number(optarg, 1200, 5000000)) == -1) {
+			if ((v = util_number(optarg, 1200, 5000000)) == -1) {
 				flash_bad(json, "--baud takes a rate from 1200 "
 				    "to 5000000, not \"%s\"", optarg);
 				goto usage;
@@ -972,7 +958,7 @@ flash_main(int argc, char **argv)
 			stub_path = optarg;
 			break;
 		case 'w':
-			if ((v = flash_number(optarg, 0, 60)) == -1) {
+			if ((v = util_number(optarg, 0, 60)) == -1) {
 				flash_bad(json, "--boot-wait takes seconds from "
 				    "0 (no boot check) to 60, not \"%s\"",
 				    optarg);
@@ -985,7 +971,7 @@ flash_main(int argc, char **argv)
 			status = 0;
 			goto out;
 		case 'j':
-			if ((v = flash_number(optarg, 1, 4096)) == -1) {
+			if ((v = util_number(optarg, 1, 4096)) == -1) {
 				flash_bad(json, "--jobs takes a number of "
 				    "ports from 1 to 4096, not \"%s\"", optarg);
 				goto usage;
@@ -1005,7 +991,7 @@ flash_main(int argc, char **argv)
 			no_backup = 1;
 			break;
 		case 'r':
-			if ((v = flash_number(optarg, 0, JOB_RETRIES_MAX)) ==
+			if ((v = util_number(optarg, 0, JOB_RETRIES_MAX)) ==
 			    -1) {
 				flash_bad(json, "--retries takes a number of "
 				    "attempts after a transient failure, 0 to "
@@ -1015,7 +1001,7 @@ flash_main(int argc, char **argv)
 			params.retries = (unsigned)v;
 			break;
 		case 'R':
-			if ((v = flash_number(optarg, 1, 1000000)) == -1) {
+			if ((v = util_number(optarg, 1, 1000000)) == -1) {
 				flash_bad(json, "--repeat takes a number of "
 				    "rounds from 1 to 1000000, not \"%s\"",
 				    optarg);

@@ -241,3 +241,17 @@ util_sanitize(char *dst, size_t cap, const void *src, size_t len)
 	dst[o] = '\0';
 	return (o);
 }
+
+/* A decimal option argument in [min, max], or -1 if it is not one. */
+long long
+util_number(const char *s, long long min, long long max)
+{
+	char		*end;
+	long long	 v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return (-1);
+	return (v);
+}

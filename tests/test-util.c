@@ -248,6 +248,25 @@ test_fatalx(void)
 	    "fatalx message on stderr");
 }
 
+/* Option numbers: decimal, whole, within the range given. */
+static void
+test_number(void)
+{
+	static const struct {
+		const char	*in;
+		long long	 want;
+	} cases[] = {
+		{ "0", 0 }, { "10", 10 }, { "11", -1 }, { "-1", -1 },
+		{ "", -1 }, { "3x", -1 }, { "0x5", -1 }, { " 4", 4 },
+		{ "99999999999999999999", -1 },
+	};
+	size_t	i;
+
+	for (i = 0; i < nitems(cases); i++)
+		is_int(util_number(cases[i].in, 0, 10), cases[i].want,
+		    "util_number(\"%s\", 0, 10)", cases[i].in);
+}
+
 /* Run every util test. */
 int
 main(void)
@@ -257,5 +276,6 @@ main(void)
 	test_time();
 	test_alloc();
 	test_fatalx();
+	test_number();
 	return (tap_done());
 }
