@@ -131,6 +131,14 @@ tui_release() {
 	[ -f "$tui_tmp/status" ] && echo done >"$tui_tmp/hold"
 }
 
+# tui_next NAME: end this session's tmux server and start afresh on a new
+# socket for the next tui_start in the same test.
+tui_next() {
+	tui_tmux kill-server >/dev/null 2>&1
+	rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold" "$tui_tmp/stty."*
+	tui_sock="espf$$$1"
+}
+
 # Still running?
 tui_running() {
 	[ ! -f "$tui_tmp/status" ]

@@ -62,9 +62,7 @@ n=$(grep -c '"result":"verified"' "$tui_tmp/units.jsonl" 2>/dev/null)
 ok $? "two verified unit records ($n)"
 [ "$tui_status" = 0 ] || tui_diag
 
-tui_tmux kill-server >/dev/null 2>&1
-rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
-tui_sock="espf$$b"
+tui_next b
 
 # A boot check the units cannot meet: each ends failed, saying so.
 job_file tuinever "ESPHome 1999.1.1" "$sha" true

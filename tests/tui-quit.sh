@@ -53,9 +53,7 @@ ok $? "the unit records of jobs cancelled by quitting say interrupted"
 tui_release
 
 # SIGTERM: the handler only wakes the loop, which cancels and cleans up.
-tui_tmux kill-server >/dev/null 2>&1
-rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold" "$tui_tmp/stty."*
-tui_sock="espf$$b"
+tui_next b
 tui_start 80 24 -- --simulate 2 --profile realistic --fault none \
     --log "$tui_tmp/term.jsonl"
 wait_re "writing .* ([1-9]|[1-9][0-9])%" 120

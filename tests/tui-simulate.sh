@@ -35,9 +35,7 @@ n=$(grep -c '"location":"[^"]' "$log" 2>/dev/null)
 ok $? "every record names its physical location ($n)"
 [ "$tui_status" = 0 ] || tui_diag
 
-tui_tmux kill-server >/dev/null 2>&1
-rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
-tui_sock="espf$$b"
+tui_next b
 
 # The default fault is transient (one damaged block, sent again): every
 # unit still ends done.  A lasting fault (bit flips in one unit's flash)
@@ -53,9 +51,7 @@ tui_snap | grep -q "^4 done, 0 failed$"
 ok $? "the summary says 4 done, 0 failed"
 [ "$tui_status" = 0 ] || tui_diag
 
-tui_tmux kill-server >/dev/null 2>&1
-rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
-tui_sock="espf$$r"
+tui_next r
 
 # One flipped bit: the MD5 check fails once, and the bench, like "flash",
 # writes the unit again (2 retries by default); with --retries 0 it fails.
@@ -65,18 +61,14 @@ wait_exit 60 && [ "$tui_status" = 0 ] &&
     tui_snap | grep -q "^2 done, 0 failed$"
 ok $? "one MD5 mismatch is written again by default: 2 done (exit $tui_status)"
 [ "$tui_status" = 0 ] || tui_diag
-tui_tmux kill-server >/dev/null 2>&1
-rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
-tui_sock="espf$$s"
+tui_next s
 tui_start 80 24 -- --simulate 2 --profile fast --exit-when-done --no-log \
     --retries 0 --fault unit=1,kind=bitflip,op=FLASH_DEFL_DATA,at=3
 wait_exit 60 && [ "$tui_status" = 1 ] &&
     tui_snap | grep -q "^1 done, 1 failed$"
 ok $? "... and fails with --retries 0 (exit $tui_status)"
 
-tui_tmux kill-server >/dev/null 2>&1
-rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
-tui_sock="espf$$c"
+tui_next c
 
 tui_start 80 24 -- --simulate 4 --profile fast --exit-when-done \
     --log "$tui_tmp/fault.jsonl" \
@@ -99,9 +91,7 @@ grep '"result":"failed"' "$log" 2>/dev/null | grep -q '"reason":"[^"]*MD5'
 ok $? "the failed unit's record gives the MD5 reason"
 [ "$tui_status" = 1 ] || tui_diag
 
-tui_tmux kill-server >/dev/null 2>&1
-rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
-tui_sock="espf$$d"
+tui_next d
 
 # The default record file cannot be made (its directory would be under a
 # regular file): a warning in the message line and the event log, and
@@ -133,9 +123,7 @@ wait_exit 30
 ok $? "exit status 0 (got $tui_status)"
 [ "$tui_status" = 0 ] || tui_diag
 
-tui_tmux kill-server >/dev/null 2>&1
-rm -f "$tui_tmp/status" "$tui_tmp/go" "$tui_tmp/hold"
-tui_sock="espf$$t"
+tui_next t
 
 # --total: the simulated technician swaps each finished unit for a new
 # one; the slots clear at once (the job saw the reset through), so 10
