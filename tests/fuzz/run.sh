@@ -89,7 +89,9 @@ fuzz_sources() {
 	slip)	echo "src/slip.c" ;;
 	proto)	echo "src/proto.c" ;;
 	image)	echo "src/image.c src/util.c src/digest.c src/chip.c" ;;
-	emu)	echo "src/emu.c src/image.c src/chip.c src/digest.c" \
+	emu)	echo "src/emu.c src/emu-boot.c src/emu-fault.c" \
+		    "src/emu-flash.c src/emu-reg.c src/emu-rom.c" \
+		    "src/emu-stub.c src/image.c src/chip.c src/digest.c" \
 		    "src/proto.c src/slip.c src/util.c" ;;
 	*)	return 1 ;;
 	esac
@@ -116,7 +118,7 @@ fuzz_build() {
 	if [ -x "$bin" ]; then
 		stale=0
 		for p in $paths "$top_srcdir"/include/*.h \
-		    "$top_builddir/config.h"; do
+		    "$top_srcdir"/src/*.h "$top_builddir/config.h"; do
 			[ -n "$(find "$p" -newer "$bin")" ] && stale=1
 		done
 		[ $stale -eq 0 ] && return 0
