@@ -41,6 +41,16 @@ size_t	 util_sanitize(char *dst, size_t cap, const void *src, size_t len);
 /* A decimal option argument in [min, max], or -1 if it is not one. */
 long long util_number(const char *, long long min, long long max);
 
+/* splitmix64: a 64-bit mix for seeded, repeatable choices (not crypto). */
+static inline uint64_t
+util_mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return (x ^ (x >> 31));
+}
+
 static inline void
 le16_put(uint8_t *p, uint16_t v)
 {

@@ -32,16 +32,6 @@ emu_fault_window(const struct emu_fault *f, uint64_t n)
 	return (f->count == 0 || n - f->at < f->count);
 }
 
-/* A 64-bit mix (splitmix64) for seeded choices. */
-static uint64_t
-emu_fault_mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return (x ^ (x >> 31));
-}
-
 /* Flip one seeded bit in a range just written (bitflip fault). */
 static void
 emu_fault_bitflip(struct emu *e, uint32_t addr, size_t len, uint64_t n)
@@ -50,7 +40,7 @@ emu_fault_bitflip(struct emu *e, uint32_t addr, size_t len, uint64_t n)
 
 	if (len == 0)
 		return;
-	r = emu_fault_mix(e->seed ^ emu_fault_mix(n) ^ addr);
+	r = util_mix64(e->seed ^ util_mix64(n) ^ addr);
 	e->flash[(addr + r % len) & e->flash_mask] ^= 1u << ((r >> 32) % 8);
 }
 

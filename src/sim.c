@@ -79,23 +79,13 @@ struct sim {
 	int			 run_rc;
 };
 
-/* A 64-bit mix (splitmix64) turning the seed into MAC bits. */
-static uint64_t
-sim_mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return (x ^ (x >> 31));
-}
-
 /* Espressif OUI 7c:df:a1, then 24 bits that differ for every unit. */
 void
 sim_mac_for(uint64_t seed, unsigned k, uint8_t mac[6])
 {
 	uint32_t	low;
 
-	low = (uint32_t)((sim_mix(seed) + k) & 0xffffff);
+	low = (uint32_t)((util_mix64(seed) + k) & 0xffffff);
 	mac[0] = 0x7c;
 	mac[1] = 0xdf;
 	mac[2] = 0xa1;
@@ -269,7 +259,7 @@ sim_unit_new(struct sim *s, const struct sim_config *cfg, unsigned k,
 	ec.flash_size = u->flash_size;
 	ec.flash = u->flash;
 	memcpy(ec.mac, u->mac, sizeof(ec.mac));
-	ec.seed = sim_mix(cfg->seed ^ ((uint64_t)k << 32));
+	ec.seed = util_mix64(cfg->seed ^ ((uint64_t)k << 32));
 	ec.faults = mine;
 	ec.nfaults = nmine;
 	ec.boot = cfg->boot;
@@ -513,7 +503,7 @@ sim_unit_replace(struct sim *s, struct sim_unit *u, int app, uint64_t now)
 
 	sim_mac_for(s->seed, u->index + s->n * (u->replaced + 1), mac);
 	memcpy(u->ec.mac, mac, sizeof(mac));
-	u->ec.seed = sim_mix(u->ec.seed);
+	u->ec.seed = util_mix64(u->ec.seed);
 	if ((e = emu_new(&u->ec, &cause)) == NULL) {
 		/* The config built the first unit: cannot happen. */
 		fprintf(stderr, "espfleet-sim: unit %u: %s\n", u->index,

@@ -267,6 +267,16 @@ test_number(void)
 		    "util_number(\"%s\", 0, 10)", cases[i].in);
 }
 
+/* splitmix64's published first outputs from a state of 0. */
+static void
+test_mix64(void)
+{
+	tap_ok(util_mix64(0) == 0xe220a8397b1dcdafULL,
+	    "util_mix64(0) is splitmix64's first output");
+	tap_ok(util_mix64(0x9e3779b97f4a7c15ULL) == 0x6e789e6aa1b965f4ULL,
+	    "util_mix64 of the next state is its second");
+}
+
 /* Run every util test. */
 int
 main(void)
@@ -277,5 +287,6 @@ main(void)
 	test_alloc();
 	test_fatalx();
 	test_number();
+	test_mix64();
 	return (tap_done());
 }
