@@ -26,5 +26,12 @@ int	readflash_slow(struct loader *, uint32_t addr, uint8_t *buf,
  */
 int	readflash(struct loader *, uint32_t addr, uint8_t *buf, size_t len,
 	    char **cause);
+/*
+ * readflash() checked against the chip's SPI_FLASH_MD5 of the range,
+ * asked first: an erased range is filled with 0xFF without being read.
+ * -EIO when the bytes read do not have the flash's MD5.
+ */
+int	readflash_checked(struct loader *, uint32_t addr, uint8_t *buf,
+	    size_t len, char **cause);
 
 #endif

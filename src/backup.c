@@ -1,8 +1,8 @@
 /*
  * Settings backup, restore and wipe (backup.h).  The partitions come from
  * the image's partition table or the unit's own (read at 0x8000); the
- * bytes from the ROM's READ_FLASH_SLOW or the stub's READ_FLASH
- * (readflash.h); the writes through the same
+ * bytes from the ROM's READ_FLASH_SLOW or the stub's READ_FLASH, checked
+ * against the chip's MD5 (readflash.h); the writes through the same
  * loader_write/loader_verify path as "espfleet flash", from image sets
  * built with image_load_buffer (content checks off: settings are no ESP
  * image).  Backup files are never opened through a symbolic link.
@@ -248,14 +248,19 @@ backup_set_free(struct backup_set *bs)
 static int
 backup_read_parts(struct loader *l, struct backup_set *bs, char **cause)
 {
-	size_t	i;
-	int	error;
+	char	*why = NULL;
+	size_t	 i;
+	int	 error;
 
 	for (i = 0; i < bs->n; i++) {
 		bs->data[i] = xmalloc(bs->parts[i].size);
-		if ((error = readflash(l, bs->parts[i].offset,
-		    bs->data[i], bs->parts[i].size, cause)) != 0)
+		if ((error = readflash_checked(l, bs->parts[i].offset,
+		    bs->data[i], bs->parts[i].size, &why)) != 0) {
+			*cause = xasprintf("backing up %s: %s",
+			    bs->parts[i].label, why);
+			free(why);
 			return (error);
+		}
 	}
 	return (0);
 }

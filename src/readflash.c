@@ -184,3 +184,40 @@ readflash(struct loader *l, uint32_t addr, uint8_t *buf, size_t len,
 		return (readflash_stream(l, addr, buf, len, cause));
 	return (readflash_slow(l, addr, buf, len, cause));
 }
+
+/*
+ * Ask the chip for the MD5 of the range first: an erased range (the MD5
+ * of all 0xFF) is not read at all, which spares a blank unit's 28 KiB of
+ * settings some 450 READ_FLASH_SLOW round trips; and the bytes read must
+ * have that MD5, as READ_FLASH_SLOW carries no checksum of its own.
+ */
+int
+readflash_checked(struct loader *l, uint32_t addr, uint8_t *buf, size_t len,
+    char **cause)
+{
+	char	want[33], got[33];
+	int	error;
+
+	if (len > UINT32_MAX) {
+		*cause = xasprintf("%zu bytes at 0x%x: too long", len, addr);
+		return (-EINVAL);
+	}
+	if ((error = loader_flash_md5(l, addr, (uint32_t)len, want)) != 0) {
+		*cause = xstrdup(loader_cause(l));
+		return (error);
+	}
+	memset(buf, 0xff, len);
+	digest_md5_hex(buf, len, got);
+	if (strcmp(want, got) == 0)
+		return (0);
+	if ((error = readflash(l, addr, buf, len, cause)) != 0)
+		return (error);
+	digest_md5_hex(buf, len, got);
+	if (strcmp(want, got) != 0) {
+		*cause = xasprintf("the %zu bytes read at 0x%x differ from the "
+		    "flash (MD5 %s, read %s): damaged on the way; nothing was "
+		    "written, try again", len, addr, want, got);
+		return (-EIO);
+	}
+	return (0);
+}

@@ -70,10 +70,28 @@ head -c "$NVS_LEN" /dev/urandom >"$tmp/nvs.bin"
 head -c "$OTAD_LEN" /dev/urandom >"$tmp/otadata.bin"
 head -c "$NVS_LEN" /dev/urandom >"$tmp/nvs2.bin"
 
+# cmds K: the commands unit K has answered so far (espfleet-sim's stats,
+# written on SIGUSR1; the first line counts the writes).
+cmds() {
+	_g=$(sed -n 's/^# espfleet-sim stats //p' "$tmp/u/stats" 2>/dev/null)
+	kill -USR1 "$simpid"
+	_n=0
+	while [ "$(sed -n 's/^# espfleet-sim stats //p' "$tmp/u/stats" \
+	    2>/dev/null)" = "$_g" ] && [ $_n -lt 100 ]; do
+		_n=$((_n + 1))
+		sleep 0.05	# polling interval, not a wait for an event
+	done
+	sed -n "s/^unit $1 .* commands \([0-9]*\) .*/\1/p" "$tmp/u/stats"
+}
+c0=$(cmds 0)
 "$ESPF" backup --port "$port" --after stay "$FACTORY" >"$tmp/out" 2>&1 &&
     grep -q "or they are erased: nothing to keep" "$tmp/out" &&
     [ ! -e "$macdir" ]
 ok $? "a blank unit: its erased settings are not kept"
+c1=$(cmds 0)
+# 28 KiB of nvs and otadata are 448 READ_FLASH_SLOW; their MD5s are 2.
+[ -n "$c0" ] && [ -n "$c1" ] && [ $((c1 - c0)) -lt 150 ]
+ok $? "... found erased by their MD5, not read: $((c1 - c0)) commands"
 "$ESPF" flash --port "$port" --after stay --no-log "$FACTORY" \
     >"$tmp/out" 2>&1 && [ ! -e "$macdir" ]
 ok $? "flashing a blank unit keeps no backup of its erased settings"

@@ -3,7 +3,8 @@
  * READ_FLASH_SLOW (64 data bytes a reply, the first len kept) and the
  * stub's streamed READ_FLASH (the request's four words, one ACK per
  * packet with the count so far, the MD5 checked), and what each refuses:
- * a wrong digest, a short packet, a failed status, silence.
+ * a wrong digest, a short packet, a failed status, silence; and the
+ * checked read: MD5 first, erased flash not read, damaged bytes refused.
  */
 #include "config.h"
 
@@ -266,10 +267,75 @@ test_rom_read(void)
 	peer_close(&p);
 }
 
+/* The ROM's SPI_FLASH_MD5 reply: 32 lowercase hex digits of data. */
+static void
+peer_md5(struct peer *p, const uint8_t *data, size_t len)
+{
+	char	hex[33];
+
+	digest_md5_hex(data, len, hex);
+	peer_reply(p, PROTO_SPI_FLASH_MD5, (const uint8_t *)hex, 32, 0, 0);
+}
+
+/*
+ * readflash_checked through the ROM: the MD5 is asked first; erased flash
+ * is not read; bytes read that do not have the flash's MD5 are refused.
+ */
+static void
+test_checked(void)
+{
+	static uint8_t	 flash[T_LEN];
+	uint8_t		 ff[100], got[100], frames[8][64];
+	size_t		 lens[8], n;
+	struct peer	 p;
+	char		*cause = NULL;
+	int		 error;
+
+	fill(flash, sizeof(flash));
+	memset(ff, 0xff, sizeof(ff));
+	if (peer_open(&p, 0) != 0) {
+		tap_ok(0, "socketpair for the ROM");
+		return;
+	}
+	peer_md5(&p, ff, sizeof(ff));
+	error = readflash_checked(&p.l, T_ADDR, got, sizeof(got), &cause);
+	n = peer_sent(&p, frames, lens, 8);
+	tap_ok(error == 0 && memcmp(got, ff, sizeof(got)) == 0 && n == 1 &&
+	    frames[0][1] == PROTO_SPI_FLASH_MD5,
+	    "checked: erased flash is known by its MD5, not read (%zu "
+	    "command)", n);
+	peer_close(&p);
+
+	if (peer_open(&p, 0) != 0)
+		return;
+	peer_md5(&p, flash, sizeof(got));
+	peer_reply(&p, PROTO_READ_FLASH_SLOW, flash, 64, 0, 0);
+	peer_reply(&p, PROTO_READ_FLASH_SLOW, flash + 64, 64, 0, 0);
+	error = readflash_checked(&p.l, T_ADDR, got, sizeof(got), &cause);
+	tap_ok(error == 0 && memcmp(got, flash, sizeof(got)) == 0,
+	    "checked: bytes with the flash's MD5 are read (%s)",
+	    cause != NULL ? cause : "ok");
+	peer_close(&p);
+
+	if (peer_open(&p, 0) != 0)
+		return;
+	peer_md5(&p, flash, sizeof(got));
+	flash[70] ^= 0x01;	/* one bit damaged on the way */
+	peer_reply(&p, PROTO_READ_FLASH_SLOW, flash, 64, 0, 0);
+	peer_reply(&p, PROTO_READ_FLASH_SLOW, flash + 64, 64, 0, 0);
+	error = readflash_checked(&p.l, T_ADDR, got, sizeof(got), &cause);
+	tap_ok(error == -EIO && cause != NULL &&
+	    strstr(cause, "differ from the flash") != NULL,
+	    "checked: a bit damaged on the way is refused (%s)", cause);
+	free(cause);
+	peer_close(&p);
+}
+
 int
 main(void)
 {
 	test_stub_read();
 	test_rom_read();
+	test_checked();
 	return (tap_done());
 }
