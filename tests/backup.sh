@@ -77,7 +77,7 @@ cmds() {
 	kill -USR1 "$simpid"
 	_n=0
 	while [ "$(sed -n 's/^# espfleet-sim stats //p' "$tmp/u/stats" \
-	    2>/dev/null)" = "$_g" ] && [ $_n -lt 100 ]; do
+	    2>/dev/null)" = "$_g" ] && [ $_n -lt 200 ]; do
 		_n=$((_n + 1))
 		sleep 0.05	# polling interval, not a wait for an event
 	done
