@@ -32,6 +32,56 @@ emu_fault_window(const struct emu_fault *f, uint64_t n)
 	return (f->count == 0 || n - f->at < f->count);
 }
 
+/*
+ * The faults that strike a reply to op: dropped, stalled (*stall grows
+ * by their milliseconds, in microseconds) or preceded by boot noise.
+ */
+void
+emu_fault_reply(struct emu *e, uint8_t op, int *drop, int *noise,
+    uint64_t *stall)
+{
+	const struct emu_fault	*f;
+	size_t			 i;
+
+	for (i = 0; i < e->nfaults; i++) {
+		f = &e->faults[i];
+		if (f->kind != EMU_FAULT_DROP_REPLY &&
+		    f->kind != EMU_FAULT_STALL && f->kind != EMU_FAULT_NOISE)
+			continue;
+		if (f->op >= 0 && f->op != op)
+			continue;
+		if (!emu_fault_window(f, ++e->fault_seen[i]))
+			continue;
+		if (f->kind == EMU_FAULT_DROP_REPLY)
+			*drop = 1;
+		else if (f->kind == EMU_FAULT_STALL)
+			*stall += (uint64_t)f->ms * 1000;
+		else
+			*noise = 1;
+	}
+}
+
+/*
+ * Corrupt faults on len bytes of one direction (dir_in: the host's bytes)
+ * whose 1-based stream positions start at first: bit 0 flips.
+ */
+void
+emu_fault_corrupt(struct emu *e, int dir_in, uint64_t first, uint8_t *p,
+    size_t len)
+{
+	const struct emu_fault	*f;
+	size_t			 i, j;
+
+	for (i = 0; i < e->nfaults; i++) {
+		f = &e->faults[i];
+		if (f->kind != EMU_FAULT_CORRUPT || f->dir_in != dir_in)
+			continue;
+		for (j = 0; j < len; j++)
+			if (emu_fault_window(f, first + j))
+				p[j] ^= 0x01;
+	}
+}
+
 /* Flip one seeded bit in a range just written (bitflip fault). */
 static void
 emu_fault_bitflip(struct emu *e, uint32_t addr, size_t len, uint64_t n)

@@ -287,6 +287,12 @@ void		emu_stub_read_ack(struct emu *, const uint8_t *, size_t);
 /* emu-fault.c */
 /* Does the n-th match of a fault fall in its at/count window? */
 int		emu_fault_window(const struct emu_fault *, uint64_t n);
+/* Corrupt faults on bytes first.. of one direction: bit 0 flips. */
+void		emu_fault_corrupt(struct emu *, int dir_in, uint64_t first,
+		    uint8_t *, size_t);
+/* Drop, stall or noise faults that strike this reply to op. */
+void		emu_fault_reply(struct emu *, uint8_t op, int *drop,
+		    int *noise, uint64_t *stall);
 /* Apply the bitflip faults matching a write of [addr, addr+len). */
 void		emu_fault_after_write(struct emu *, uint8_t op, uint32_t addr,
 		    size_t len);

@@ -180,9 +180,8 @@ emu_reply(struct emu *e, uint8_t op, uint32_t value, const uint8_t *data,
 {
 	uint8_t			 raw[EMU_RESP_MAX];
 	uint8_t			 wire[SLIP_ENCODED_MAX(EMU_RESP_MAX)];
-	const struct emu_fault	*f;
 	const char		*banner;
-	size_t			 n, w, i;
+	size_t			 n, w;
 	int			 drop = 0, noise = 0;
 	uint64_t		 stall = 0;
 
@@ -193,22 +192,7 @@ emu_reply(struct emu *e, uint8_t op, uint32_t value, const uint8_t *data,
 	if (n == 0 || w == 0)
 		return;		/* cannot happen: payloads are bounded */
 
-	for (i = 0; i < e->nfaults; i++) {
-		f = &e->faults[i];
-		if (f->kind != EMU_FAULT_DROP_REPLY &&
-		    f->kind != EMU_FAULT_STALL && f->kind != EMU_FAULT_NOISE)
-			continue;
-		if (f->op >= 0 && f->op != op)
-			continue;
-		if (!emu_fault_window(f, ++e->fault_seen[i]))
-			continue;
-		if (f->kind == EMU_FAULT_DROP_REPLY)
-			drop = 1;
-		else if (f->kind == EMU_FAULT_STALL)
-			stall += (uint64_t)f->ms * 1000;
-		else
-			noise = 1;
-	}
+	emu_fault_reply(e, op, &drop, &noise, &stall);
 	if (noise) {
 		banner = e->chip->id == CHIP_ESP32 ? emu_banner_esp32 :
 		    emu_banner_s2;
@@ -537,10 +521,9 @@ emu_free(struct emu *e)
 void
 emu_feed(struct emu *e, const uint8_t *p, size_t len, uint64_t now)
 {
-	const struct emu_fault	*f;
-	uint64_t		 n;
-	size_t			 i, k;
-	uint8_t			 c;
+	uint64_t	n;
+	size_t		i;
+	uint8_t		c;
 
 	emu_tick(e, now);
 	for (i = 0; i < len; i++) {
@@ -553,12 +536,7 @@ emu_feed(struct emu *e, const uint8_t *p, size_t len, uint64_t now)
 		}
 		n = ++e->st.bytes_in;
 		c = p[i];
-		for (k = 0; k < e->nfaults; k++) {
-			f = &e->faults[k];
-			if (f->kind == EMU_FAULT_CORRUPT && f->dir_in &&
-			    emu_fault_window(f, n))
-				c ^= 0x01;
-		}
+		emu_fault_corrupt(e, 1, n, &c, 1);
 		if (now < e->deaf_until)
 			continue;	/* rebooting */
 		e->rx_wire++;
@@ -571,9 +549,8 @@ emu_feed(struct emu *e, const uint8_t *p, size_t len, uint64_t now)
 size_t
 emu_drain(struct emu *e, uint8_t *out, size_t cap, uint64_t now)
 {
-	const struct emu_fault	*f;
-	struct emu_seg		*s;
-	size_t			 n = 0, take, j, k;
+	struct emu_seg	*s;
+	size_t		 n = 0, take;
 
 	emu_tick(e, now);
 	while (n < cap && e->s_n > 0 && e->state != EMU_ST_UNPLUGGED) {
@@ -587,15 +564,7 @@ emu_drain(struct emu *e, uint8_t *out, size_t cap, uint64_t now)
 		take = MINIMUM(s->len, cap - n);
 		take = MINIMUM(take, e->unplug_out - e->st.bytes_out);
 		memcpy(out + n, e->q + e->q_head, take);
-		for (k = 0; k < e->nfaults; k++) {
-			f = &e->faults[k];
-			if (f->kind != EMU_FAULT_CORRUPT || f->dir_in)
-				continue;
-			for (j = 0; j < take; j++)
-				if (emu_fault_window(f,
-				    e->st.bytes_out + j + 1))
-					out[n + j] ^= 0x01;
-		}
+		emu_fault_corrupt(e, 0, e->st.bytes_out + 1, out + n, take);
 		e->q_head += take;
 		e->q_len -= take;
 		e->st.bytes_out += take;
