@@ -1,7 +1,8 @@
 /*
- * What loader.c shares with loader-boot.c and loader-stub.c: the cause
- * helpers, the receive and send layer under loader_command, and the port
- * handling the boot check reuses.  Not part of the loader's API.
+ * What loader.c shares with loader-connect.c (into download mode),
+ * loader-boot.c (the boot check) and loader-stub.c (the flasher stub):
+ * the cause helpers, the receive and send layer under loader_command, and
+ * the port handling the boot check reuses.  Not part of the loader's API.
  */
 #ifndef ESPF_LOADER_PRIVATE_H
 #define ESPF_LOADER_PRIVATE_H
