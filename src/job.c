@@ -561,11 +561,11 @@ job_fail(struct job *j, const struct loader *l, int error, unsigned attempts)
 	/* Lost mid-write: the unit itself may well be fine. */
 	else if ((error == -ETIMEDOUT || error == -ENODEV) &&
 	    job_phase_get(j) >= JOB_PH_ERASING)
-		advice = error == -ENODEV ? "; the unit left the bus while "
-		    "being written: check its cable and hub port, plug it "
+		advice = error == -ENODEV ? "; the unit left the bus after "
+		    "its write began: check its cable and hub port, plug it "
 		    "back in and flash it again" : "; the unit stopped "
-		    "answering while being written: unplug it, plug it back "
-		    "in and flash it again";
+		    "answering after its write began: unplug it, plug it "
+		    "back in and flash it again";
 	snprintf(msg, sizeof(msg), "%s%s%s", loader_cause(l), tries, advice);
 	job_end(j, error, msg);
 }

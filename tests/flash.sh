@@ -289,7 +289,7 @@ start_sim lost --units 1 --profile fast \
 "$ESPF" flash $(ports lost 0 0) --retries 0 --after stay 0x10000 \
     "$tmp/data.bin" >"$tmp/lost.out" 2>&1
 rc=$?
-[ $rc -eq 1 ] && grep -q "^tty0: failed: .*; the unit left the bus while being written: check its cable and hub port, plug it back in and flash it again$" \
+[ $rc -eq 1 ] && grep -q "^tty0: failed: .*; the unit left the bus after its write began: check its cable and hub port, plug it back in and flash it again$" \
     "$tmp/lost.out"
 ok $? "a unit lost mid-write fails saying what to do (exit $rc)" ||
     sed 's/^/#   /' "$tmp/lost.out"
