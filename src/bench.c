@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench-private.h"
 #include "chip.h"
 #include "demo.h"
 #include "emu.h"
@@ -45,61 +46,6 @@
 
 #define BENCH_EXIT_USAGE	2
 #define BENCH_TOTAL_MAX		1000000	/* --total */
-
-/* The signal handler's only state: a flag and the pipe's write end. */
-
-/* A running flash job and what was last copied from it. */
-struct bench_job {
-	struct job	*job;
-	int		 row;
-	unsigned	 gen;
-	uint64_t	 bytes;
-	enum reg_state	 phase;		/* highest reported to the registry */
-	int		 told_chip;
-	int		 told_mac;
-	int		 told_write;
-};
-
-/* What the registry does not keep about a row (details view). */
-struct bench_row {
-	uint32_t	 flash_size;
-	uint32_t	 flash_id;
-	int		 identified;	/* a job read the chip */
-	int		 rev_major, rev_minor;
-	unsigned	 crystal_mhz;
-	char		 security[96];
-	char		 how[64];
-	int		 stub;
-	char		 phase[32];
-	char		 note[160];
-	char		 error[320];
-	char		 boot[96];	/* the boot check's verdict */
-	char		 holder[128];	/* last "port in use by" warning */
-};
-
-struct bench {
-	struct reg		*reg;
-	struct ui		*ui;
-	struct hotplug		*hp;
-	struct simfleet		*sf;
-	struct image_set	*set;
-	struct job_params	 params;
-	int			 wake_fd;
-
-	struct bench_job	*jobs;
-	size_t			 njobs;
-	struct bench_row	*rows;
-	int			 nrows;
-
-	FILE			*trace;
-	struct flog		*flog;		/* unit records; NULL: none */
-	struct jobfile		 jf;		/* --job; jf.path NULL: none */
-	int			 locked;	/* --lock: no policy changes */
-	int			 interrupted;	/* a signal or q ended it */
-	int			 exit_when_done;
-	int			 quit;
-	unsigned		 sim_units;
-};
 
 static const struct option bench_options[] = {
 	{ "auto", no_argument, NULL, 'a' },
@@ -154,7 +100,7 @@ bench_bad(const char *fmt, ...)
 /* =============================== Trace ================================ */
 
 /* One trace line: monotonic microseconds, an event, a slot, a detail. */
-static void
+void
 bench_trace(struct bench *b, const char *what, int slot, const char *detail)
 {
 	if (b->trace == NULL)
@@ -179,7 +125,7 @@ bench_trace_cb(void *arg, const char *what, int n)
 /* ============================ Row extras ============================== */
 
 /* The extras of row (grown as rows appear). */
-static struct bench_row *
+struct bench_row *
 bench_row(struct bench *b, int row)
 {
 	if (row >= b->nrows) {
@@ -223,7 +169,7 @@ bench_detail_cb(void *arg, int row, struct ui_detail *d)
 /* ============================== Warnings ============================== */
 
 /* Log a warning and show it in the message line. */
-static void printflike(3, 4)
+void printflike(3, 4)
 bench_warn(struct bench *b, uint64_t now, const char *fmt, ...)
 {
 	char	buf[512];
@@ -330,298 +276,6 @@ bench_port_cb(enum hotplug_action action, const struct port_info *pi,
 	ui_poke(b->ui, 1);
 }
 
-/* ================================ Jobs ================================ */
-
-/* The live job of a row, or NULL. */
-static struct bench_job *
-bench_job_of(struct bench *b, int row)
-{
-	size_t	i;
-
-	for (i = 0; i < b->njobs; i++) {
-		if (b->jobs[i].row == row)
-			return (&b->jobs[i]);
-	}
-	return (NULL);
-}
-
-/* Start a flash job on a row's port. */
-static void
-bench_start_job(struct bench *b, int row, uint64_t now)
-{
-	const struct port_info	*pi;
-	struct bench_job	*bj;
-	struct bench_row	*r;
-	struct job		*job;
-	char			*cause = NULL;
-
-	if ((pi = reg_row_port(b->reg, row)) == NULL)
-		return;
-	if (bench_job_of(b, row) != NULL) {
-		reg_log(b->reg, now, "slot %d: a job is still running there",
-		    row + 1);
-		return;
-	}
-	r = bench_row(b, row);
-	r->phase[0] = r->note[0] = r->error[0] = r->boot[0] = '\0';
-	job = job_new(pi->devnode, &b->params, b->wake_fd);
-	if (job_start(job, &cause) != 0) {
-		snprintf(r->error, sizeof(r->error), "%s", cause != NULL ?
-		    cause : "cannot start a worker");
-		reg_job_failed(b->reg, row, r->error, now);
-		free(cause);
-		job_free(job);
-		return;
-	}
-	b->jobs = xrealloc(b->jobs, (b->njobs + 1) * sizeof(*b->jobs));
-	bj = &b->jobs[b->njobs++];
-	memset(bj, 0, sizeof(*bj));
-	bj->job = job;
-	bj->row = row;
-	bj->gen = (unsigned)-1;
-	bj->phase = REG_ST_QUEUED;
-	reg_set_job(b->reg, row, job);
-	bench_trace(b, "job", row + 1, NULL);
-}
-
-/* Carry out what the registry asks for. */
-static void
-bench_actions(struct bench *b, uint64_t now)
-{
-	struct reg_action	 a;
-	struct bench_job	*bj;
-
-	while (reg_next_action(b->reg, &a)) {
-		switch (a.act) {
-		case REG_ACT_START_JOB:
-			bench_start_job(b, a.row, now);
-			break;
-		case REG_ACT_CANCEL_JOB:
-			if ((bj = bench_job_of(b, a.row)) != NULL)
-				job_cancel(bj->job);
-			break;
-		case REG_ACT_ENTER_DL:
-			if (b->sf == NULL)
-				ui_message(b->ui, now, "slot %d: put the unit "
-				    "in download mode: %s", a.row + 1,
-				    REG_WAIT_DL_HINT);
-			else
-				ui_message(b->ui, now, "slot %d: press b for "
-				    "BOOT+RST (or wait: the simulated "
-				    "operator does it)", a.row + 1);
-			break;
-		case REG_ACT_PORT_GONE:
-			reg_log(b->reg, now, "slot %d: the unit went away "
-			    "during its job; the job will fail", a.row + 1);
-			break;
-		case REG_ACT_REAPPEARED:
-			reg_log(b->reg, now, "slot %d: the unit is back",
-			    a.row + 1);
-			break;
-		default:
-			break;
-		}
-		ui_poke(b->ui, 0);
-	}
-}
-
-/* The registry phase a job phase counts as (never going back). */
-static enum reg_state
-bench_phase(const struct job_progress *p)
-{
-	switch (p->phase) {
-	case JOB_PH_ERASING:
-	case JOB_PH_WRITING:
-		return (REG_ST_WRITING);
-	case JOB_PH_VERIFYING:
-		/* Verifying one region of several: more writing follows. */
-		return (p->region + 1 < p->nregions ? REG_ST_WRITING :
-		    REG_ST_VERIFYING);
-	case JOB_PH_RESETTING:
-	case JOB_PH_DONE:
-		return (REG_ST_REBOOTING);
-	default:
-		return (REG_ST_CONNECTING);
-	}
-}
-
-/*
- * Append the unit record of a job that ended on row.  Failing to record
- * is said in the event log but changes nothing else.
- */
-static void
-bench_record(struct bench *b, int row, const char *port,
-    const struct job_progress *p, uint64_t now)
-{
-	const struct port_info	*pi;
-	struct flog_unit	*u;
-	char			*cause = NULL;
-
-	if (b->flog == NULL)
-		return;
-	u = xmalloc(sizeof(*u));
-	flog_unit_from_job(u, port, p, b->set, b->interrupted);
-	if ((pi = reg_row_port(b->reg, row)) != NULL) {
-		snprintf(u->location, sizeof(u->location), "%s",
-		    pi->location);
-		snprintf(u->usb_serial, sizeof(u->usb_serial), "%s",
-		    pi->serial);
-	}
-	if (flog_append_job(b->flog, u, &cause) != 0) {
-		bench_warn(b, now, "slot %d: %s", row + 1, cause);
-		free(cause);
-	}
-	free(u);
-}
-
-/*
- * The job file's boot check: a verified unit whose boot text lacks the
- * pattern is turned into a failed one, here and in its record.
- */
-static void
-bench_boot_check(struct bench *b, struct job_progress *p)
-{
-	const char	*want = b->jf.boot_check;
-
-	if (want == NULL || p->state != JOB_ST_VERIFIED ||
-	    strstr(p->boot, want) != NULL)
-		return;
-	p->state = JOB_ST_FAILED;
-	p->error = -EPROTO;
-	snprintf(p->errmsg, sizeof(p->errmsg), "boot check: expected \"%s\", "
-	    "saw \"%s\"", want, p->boot[0] != '\0' ? p->boot :
-	    "no boot report");
-}
-
-/* Tell the simulated technician a unit finished (--total). */
-static void
-bench_sim_finished(struct bench *b, int row, uint64_t now)
-{
-	const struct port_info	*pi;
-
-	if (b->sf != NULL && (pi = reg_row_port(b->reg, row)) != NULL)
-		simfleet_finished(b->sf, pi->location, now);
-}
-
-/* What the job learnt about the unit, for the details view. */
-static void
-bench_row_identity(struct bench_row *r, const struct job_progress *p)
-{
-	r->identified = p->chip[0] != '\0';
-	r->flash_size = p->flash_size;
-	r->flash_id = p->flash_id;
-	r->rev_major = p->rev_major;
-	r->rev_minor = p->rev_minor;
-	r->crystal_mhz = p->crystal_mhz;
-	r->stub = p->stub;
-	snprintf(r->security, sizeof(r->security), "%s", p->security);
-	snprintf(r->how, sizeof(r->how), "%s", p->how);
-}
-
-/* Copy one job's snapshot into the registry; 1 when the job ended. */
-static int
-bench_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
-{
-	struct job_progress	 p;
-	struct bench_row	*r = bench_row(b, bj->row);
-	enum reg_state		 ph;
-	char			 text[64];
-
-	job_get(bj->job, &p);
-	if (p.gen == bj->gen && p.bytes_done == bj->bytes)
-		return (0);
-	bench_boot_check(b, &p);
-	bj->gen = p.gen;
-	bj->bytes = p.bytes_done;
-	if (p.chip[0] != '\0' && (!bj->told_chip ||
-	    (p.have_mac && !bj->told_mac))) {
-		reg_job_identity(b->reg, bj->row, p.chip, p.have_mac ? p.mac :
-		    NULL, now);
-		bj->told_chip = 1;
-		bj->told_mac = p.have_mac;
-	}
-	bench_row_identity(r, &p);
-	snprintf(r->phase, sizeof(r->phase), "%s", job_phase_name(p.phase));
-	snprintf(r->note, sizeof(r->note), "%s", p.note);
-	snprintf(r->boot, sizeof(r->boot), "%s", p.boot);
-	if (p.state == JOB_ST_RUNNING || p.state == JOB_ST_VERIFIED) {
-		ph = bench_phase(&p);
-		if (ph < bj->phase)
-			ph = bj->phase;
-		bj->phase = ph;
-		reg_job_phase(b->reg, bj->row, ph, p.bytes_done,
-		    p.bytes_total, now);
-		if (!bj->told_write && p.phase >= JOB_PH_ERASING &&
-		    p.phase <= JOB_PH_DONE) {
-			bj->told_write = 1;
-			bench_trace(b, "write", bj->row + 1, NULL);
-		}
-	}
-	switch (p.state) {
-	case JOB_ST_VERIFIED:
-		reg_job_done(b->reg, bj->row, now);
-		bench_trace(b, "done", bj->row + 1, NULL);
-		bench_sim_finished(b, bj->row, now);
-		break;
-	case JOB_ST_FAILED:
-	case JOB_ST_CANCELLED:
-		snprintf(r->error, sizeof(r->error), "%s", p.errmsg[0] != '\0' ?
-		    p.errmsg : job_state_name(p.state));
-		reg_job_failed(b->reg, bj->row, r->error, now);
-		/* Cancelled: the registry's reason says by whom. */
-		if (p.state == JOB_ST_CANCELLED)
-			r->error[0] = '\0';
-		snprintf(text, sizeof(text), "%s", job_state_name(p.state));
-		bench_trace(b, "failed", bj->row + 1, text);
-		/* A unit the technician cancelled stays for them. */
-		if (p.state == JOB_ST_FAILED)
-			bench_sim_finished(b, bj->row, now);
-		break;
-	default:
-		return (0);
-	}
-	bench_record(b, bj->row, job_port(bj->job), &p, now);
-	r->phase[0] = '\0';
-	return (1);
-}
-
-/* Copy every job's snapshot in; free the jobs that ended. */
-static void
-bench_collect(struct bench *b, uint64_t now)
-{
-	size_t	i = 0;
-
-	while (i < b->njobs) {
-		if (bench_collect_one(b, &b->jobs[i], now)) {
-			reg_set_job(b->reg, b->jobs[i].row, NULL);
-			job_free(b->jobs[i].job);
-			b->jobs[i] = b->jobs[--b->njobs];
-			continue;
-		}
-		i++;
-	}
-}
-
-/*
- * Cancel every job through the registry (the rows say "cancelled by
- * operator"), then wait for all of them; their ends are recorded.
- */
-static void
-bench_cancel_all(struct bench *b)
-{
-	uint64_t	now = util_now_ms();
-	size_t		i;
-
-	for (i = 0; i < b->njobs; i++)
-		(void)reg_cancel(b->reg, b->jobs[i].row, now, NULL);
-	bench_actions(b, now);
-	for (i = 0; i < b->njobs; i++)
-		job_cancel(b->jobs[i].job);
-	for (i = 0; i < b->njobs; i++)
-		job_join(b->jobs[i].job);
-	bench_collect(b, util_now_ms());
-}
-
 /* ============================== Commands ============================== */
 
 /* Run a command from a key on its rows. */
@@ -725,9 +379,9 @@ bench_loop(struct bench *b)
 	for (;;) {
 		now = util_now_ms();
 		next = b->sf != NULL ? simfleet_tick(b->sf, now) : UINT64_MAX;
-		bench_actions(b, now);
-		bench_collect(b, now);
-		bench_actions(b, now);
+		bench_job_actions(b, now);
+		bench_job_collect(b, now);
+		bench_job_actions(b, now);
 		if (b->quit || bench_finished(b))
 			break;
 		due = ui_due(b->ui, b->reg, now);
@@ -1233,7 +887,7 @@ bench_main(int argc, char **argv)
 
 	sig = bench_loop(&b);
 	b.interrupted = sig != 0 || b.quit;
-	bench_cancel_all(&b);
+	bench_job_cancel_all(&b);
 	simfleet_free(b.sf);
 	b.sf = NULL;
 	ui_stop(b.ui);
@@ -1257,7 +911,7 @@ usage:
 	status = BENCH_EXIT_USAGE;
 out:
 	if (b.reg != NULL)
-		bench_cancel_all(&b);
+		bench_job_cancel_all(&b);
 	simfleet_free(b.sf);
 	if (ui_up)
 		ui_stop(b.ui);
