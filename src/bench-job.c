@@ -53,7 +53,8 @@ bench_job_start(struct bench *b, int row, uint64_t now)
 		return;
 	}
 	r = bench_row(b, row);
-	r->phase[0] = r->note[0] = r->error[0] = r->boot[0] = '\0';
+	r->phase[0] = r->error[0] = '\0';
+	r->last.note[0] = r->last.boot[0] = '\0';
 	job = job_new(pi->devnode, &b->params, b->wake_fd);
 	if (job_start(job, &cause) != 0) {
 		snprintf(r->error, sizeof(r->error), "%s", cause != NULL ?
@@ -193,21 +194,6 @@ bench_job_sim_finished(struct bench *b, int row, uint64_t now)
 		simfleet_finished(b->sf, pi->location, now);
 }
 
-/* What the job learnt about the unit, for the details view. */
-static void
-bench_job_identity(struct bench_row *r, const struct job_progress *p)
-{
-	r->identified = p->chip[0] != '\0';
-	r->flash_size = p->flash_size;
-	r->flash_id = p->flash_id;
-	r->rev_major = p->rev_major;
-	r->rev_minor = p->rev_minor;
-	r->crystal_mhz = p->crystal_mhz;
-	r->stub = p->stub;
-	snprintf(r->security, sizeof(r->security), "%s", p->security);
-	snprintf(r->how, sizeof(r->how), "%s", p->how);
-}
-
 /* Copy one job's snapshot into the registry; 1 when the job ended. */
 static int
 bench_job_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
@@ -230,10 +216,8 @@ bench_job_collect_one(struct bench *b, struct bench_job *bj, uint64_t now)
 		bj->told_chip = 1;
 		bj->told_mac = p.have_mac;
 	}
-	bench_job_identity(r, &p);
+	r->last = p;
 	snprintf(r->phase, sizeof(r->phase), "%s", job_phase_name(p.phase));
-	snprintf(r->note, sizeof(r->note), "%s", p.note);
-	snprintf(r->boot, sizeof(r->boot), "%s", p.boot);
 	if (p.state == JOB_ST_RUNNING || p.state == JOB_ST_VERIFIED) {
 		ph = bench_job_phase(&p);
 		if (ph < bj->phase)

@@ -34,18 +34,10 @@ struct bench_job {
 
 /* What the registry does not keep about a row (details view). */
 struct bench_row {
-	uint32_t	 flash_size;
-	uint32_t	 flash_id;
-	int		 identified;	/* a job read the chip */
-	int		 rev_major, rev_minor;
-	unsigned	 crystal_mhz;
-	char		 security[96];
-	char		 how[64];
-	int		 stub;
+	struct job_progress last;	/* its job's last snapshot: the chip,
+					   note and boot check for details */
 	char		 phase[32];
-	char		 note[160];
 	char		 error[320];
-	char		 boot[96];	/* the boot check's verdict */
 	char		 holder[128];	/* last "port in use by" warning */
 };
 

@@ -144,23 +144,25 @@ bench_detail_cb(void *arg, int row, struct ui_detail *d)
 {
 	struct bench			*b = arg;
 	const struct port_info		*pi;
+	const struct job_progress	*p;
 	struct bench_row		*r;
 	int				 k;
 
 	r = bench_row(b, row);
-	d->flash_size = r->flash_size;
-	d->flash_id = r->flash_id;
+	p = &r->last;
+	d->flash_size = p->flash_size;
+	d->flash_id = p->flash_id;
 	/* A row no job has identified yet has no revision. */
-	d->rev_major = r->identified ? r->rev_major : -1;
-	d->rev_minor = r->identified ? r->rev_minor : -1;
-	d->crystal_mhz = r->crystal_mhz;
-	d->stub = r->stub;
-	snprintf(d->security, sizeof(d->security), "%s", r->security);
-	snprintf(d->how, sizeof(d->how), "%s", r->how);
+	d->rev_major = p->chip[0] != '\0' ? p->rev_major : -1;
+	d->rev_minor = p->chip[0] != '\0' ? p->rev_minor : -1;
+	d->crystal_mhz = p->crystal_mhz;
+	d->stub = p->stub;
+	snprintf(d->security, sizeof(d->security), "%s", p->security);
+	snprintf(d->how, sizeof(d->how), "%s", p->how);
 	snprintf(d->phase, sizeof(d->phase), "%s", r->phase);
-	snprintf(d->note, sizeof(d->note), "%s", r->note);
+	snprintf(d->note, sizeof(d->note), "%s", p->note);
 	snprintf(d->error, sizeof(d->error), "%s", r->error);
-	snprintf(d->boot, sizeof(d->boot), "%s", r->boot);
+	snprintf(d->boot, sizeof(d->boot), "%s", p->boot);
 	if (b->sf != NULL && (pi = reg_row_port(b->reg, row)) != NULL &&
 	    (k = simfleet_find(b->sf, pi->location)) != -1)
 		simfleet_describe(b->sf, k, d->sim, sizeof(d->sim));

@@ -467,7 +467,6 @@ sim_replace(struct sim *s, unsigned k, int app)
 	sim_press(s, k, app ? 'a' : 'n');
 }
 
-
 /*
  * The unit re-enumerated (reset on native USB, reenum fault): the old pty
  * goes away, as a USB port does, and a new one appears behind DIR/ttyK.
